@@ -1,0 +1,41 @@
+# The two commands of the README: `make pipeline` and `make test`. Everything else is a step of them.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(abspath $(VENV))/bin
+export PATH := $(BIN):$(PATH)
+export DVC_NO_ANALYTICS := 1
+
+.PHONY: pipeline test setup data download lint bench study
+
+## set up, pull the data, run every stage, show the metrics
+pipeline: data
+	dvc repro
+	dvc metrics show
+	dvc status
+
+## run the linter and the test suite
+test: setup lint
+	pytest
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+## fetch the raw images from the team's DVC remote (../shared/dvc-storage)
+data: setup
+	@dvc pull data/raw/cifar10.dvc || { \
+	  echo "error: could not pull data/raw/cifar10 from the DVC remote 'storage' ($$(dvc remote list))." >&2; \
+	  echo "  With internet access, run 'make download' to fetch the official CIFAR-10 release instead." >&2; \
+	  exit 1; }
+
+## without the remote: download the official CIFAR-10 release into data/raw/cifar10 and track it
+download: setup
+	python -m stages.download --out data/raw/cifar10
+	dvc add data/raw/cifar10
+
+lint: setup
+	ruff check stages tests

@@ -1,0 +1,213 @@
+"""Benchmark: how fast this machine trains the default model, against a naive PyTorch baseline.
+
+    python -m stages.bench            (or: make bench)
+
+Prints, from one run on the current machine, and writes to bench/results.json:
+peak matmul rates (fp32, bf16); naive-baseline and pipeline training throughput and their ratio;
+the pipeline's achieved FLOP rate as a share of the bf16 peak; `prepare` time; no-op `dvc repro` time;
+`dvc pull` time from a fresh clone; peak memory per stage. Throughputs are measured interleaved and
+repeated, and the median reported, because these machines are shared and noisy.
+"""
+
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import yaml
+from torch.utils.flop_counter import FlopCounterMode
+
+from stages.data import load_split
+from stages.models import build_model
+from stages.training import (autocast, build_optimizer, build_schedule, channel_stats, setup_torch, stats_tensors,
+                             train_one_epoch)
+
+RESULTS_JSON = Path("bench/results.json")
+REPEATS = 3
+STEPS = 12  # timed training steps per throughput measurement
+STAGES = ("prepare", "train", "evaluate", "plot")
+
+
+def median_seconds(work, repeats: int = REPEATS) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+# ----------------------------------------------------------------------------- compute
+
+def matmul_peak(dtype: torch.dtype, size: int = 4096) -> float:
+    """GFLOP/s of one large square matmul, the best the machine's matrix units do."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    torch.matmul(a, b)
+    return 2 * size**3 / median_seconds(lambda: torch.matmul(a, b)) / 1e9
+
+
+def training_flops_per_image(model, batch: torch.Tensor) -> float:
+    """Forward plus backward FLOPs per image, counted by PyTorch's FLOP counter."""
+    with FlopCounterMode(display=False) as counter:
+        model(batch).sum().backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / len(batch)
+
+
+def pipeline_throughput(params: dict, model, device, images, labels, mean, std) -> float:
+    """Images/s of the pipeline's own loop: uint8 arrays in memory, whole-batch augmentation, bf16, channels-last."""
+    train_params = params["train"]
+    optimizer = build_optimizer(params["optimizer"], params["optimizers"][params["optimizer"]], model)
+    schedule = build_schedule(optimizer, "constant", 1, 0.0)
+    count = train_params["batch_size"] * STEPS
+    generator = torch.Generator().manual_seed(0)
+    train_one_epoch(model, optimizer, schedule, images[:train_params["batch_size"] * 2], labels, mean, std,
+                    train_params, device, generator, desc="warm-up")
+    seconds = median_seconds(lambda: train_one_epoch(model, optimizer, schedule, images[:count], labels[:count],
+                                                     mean, std, train_params, device, generator, desc="pipeline"))
+    return count / seconds
+
+
+def naive_throughput(params: dict, model, train_dir: Path, mean, std) -> float:
+    """Images/s of the textbook loop: ImageFolder, per-sample PIL transforms, DataLoader workers, fp32, NCHW."""
+    from torchvision import datasets, transforms
+
+    transform = transforms.Compose([transforms.RandomCrop(32, padding=params["train"]["translate"],
+                                                          padding_mode="reflect"),
+                                    transforms.RandomHorizontalFlip(), transforms.ToTensor(),
+                                    transforms.Normalize(mean, std)])
+    loader = torch.utils.data.DataLoader(datasets.ImageFolder(train_dir, transform), shuffle=True,
+                                         batch_size=params["train"]["batch_size"],
+                                         num_workers=len(os.sched_getaffinity(0)), persistent_workers=True)
+    optimizer = build_optimizer(params["optimizer"], params["optimizers"][params["optimizer"]], model)
+    model = model.to(memory_format=torch.contiguous_format).train()
+    batches = iter(loader)
+
+    def steps(count: int) -> None:
+        for _ in range(count):
+            x, y = next(batches)
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+    steps(2)
+    seconds = median_seconds(lambda: steps(STEPS))
+    return params["train"]["batch_size"] * STEPS / seconds
+
+
+# ----------------------------------------------------------------------------- pipeline overheads
+
+def run_measured(args: list[str], cwd: Path) -> tuple[float, float]:
+    """Wall seconds and peak resident memory (GB, the largest of the process and its children) of a command."""
+    probe = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
+             "code = subprocess.run(sys.argv[1:]).returncode; "
+             "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(code)")
+    result = subprocess.run([sys.executable, "-c", probe, *args], cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed in {cwd}:\n{result.stderr[-2000:]}")
+    seconds, max_rss_kb = result.stdout.split()[-2:]
+    return float(seconds), int(max_rss_kb) / 1024**2
+
+
+def stage_costs(repo: Path) -> dict:
+    """Time and peak memory of each stage, run in a scratch copy (train for one epoch: memory does not grow)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp)
+        shutil.copytree(repo / "stages", scratch / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+        params = yaml.safe_load((repo / "params.yaml").read_text())
+        params["train"]["epochs"] = 1
+        params["data"]["raw_dir"] = str((repo / params["data"]["raw_dir"]).resolve())
+        (scratch / "params.yaml").write_text(yaml.safe_dump(params))
+        costs = {}
+        for stage in STAGES:
+            seconds, peak_gb = run_measured([sys.executable, "-m", f"stages.{stage}"], scratch)
+            costs[stage] = {"seconds": round(seconds, 1), "peak_memory_gb": round(peak_gb, 2)}
+    return costs
+
+
+def noop_repro_seconds(repo: Path) -> float | None:
+    """Median seconds of `dvc repro` when everything is up to date; None when it is not."""
+    status = subprocess.run(["dvc", "status", "--json"], cwd=repo, capture_output=True, text=True)
+    if status.returncode != 0 or json.loads(status.stdout or "{}"):
+        return None
+    return median_seconds(lambda: subprocess.run(["dvc", "repro"], cwd=repo, capture_output=True, check=True))
+
+
+def fresh_pull_seconds(repo: Path) -> float:
+    """Seconds of `dvc pull` of the raw data in a fresh clone, with an empty cache."""
+    with tempfile.TemporaryDirectory() as tmp:
+        clone = Path(tmp) / "clone"
+        subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
+        shared = repo.resolve().parent / "shared"
+        if shared.exists():
+            os.symlink(shared, Path(tmp) / "shared")
+        seconds, _ = run_measured(["dvc", "pull", "-q", "data/raw/cifar10.dvc"], clone)
+    return seconds
+
+
+# ----------------------------------------------------------------------------- main
+
+def main() -> None:
+    repo = Path.cwd()
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    device = setup_torch(0, params["train"]["device"])
+    images, labels, class_names = load_split("train")
+    mean, std = channel_stats(images[:5000])
+    mean_t, std_t = stats_tensors(mean, std, device)
+    images, labels = torch.from_numpy(images), torch.from_numpy(labels)
+
+    print("peak matmul rates ...", flush=True)
+    peak_fp32, peak_bf16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
+
+    model = build_model(params["model"], len(class_names), images.shape[1]).to(memory_format=torch.channels_last)
+    sample = (images[:64].permute(0, 3, 1, 2).float() / 255).contiguous(memory_format=torch.channels_last)
+    flops_per_image = training_flops_per_image(model, sample)
+
+    print("training throughput, naive baseline and pipeline, interleaved ...", flush=True)
+    naive, pipeline = [], []
+    for _ in range(REPEATS):
+        naive.append(naive_throughput(params, build_model(params["model"], len(class_names), images.shape[1]),
+                                      Path(params["data"]["raw_dir"]) / "train", mean, std))
+        model = build_model(params["model"], len(class_names), images.shape[1])
+        pipeline.append(pipeline_throughput(params, model.to(memory_format=torch.channels_last), device,
+                                            images, labels, mean_t, std_t))
+    naive_ips, pipeline_ips = statistics.median(naive), statistics.median(pipeline)
+    achieved_gflops = flops_per_image * pipeline_ips / 1e9
+
+    print("stage costs, no-op repro, fresh pull ...", flush=True)
+    results = {
+        "date": date.today().isoformat(),
+        "machine": f"{platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} cores, "
+                   f"{device.type}" + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""),
+        "model": params["model"]["arch"], "batch_size": params["train"]["batch_size"],
+        "peak_gflops_fp32": round(peak_fp32, 1), "peak_gflops_bf16": round(peak_bf16, 1),
+        "train_mflop_per_image": round(flops_per_image / 1e6, 1),
+        "naive_images_per_second": round(naive_ips, 1), "pipeline_images_per_second": round(pipeline_ips, 1),
+        "speedup_over_naive": round(pipeline_ips / naive_ips, 2),
+        "achieved_gflops": round(achieved_gflops, 1),
+        "share_of_bf16_peak": round(achieved_gflops / peak_bf16, 3),
+        "stages": stage_costs(repo),
+        "noop_repro_seconds": noop_repro_seconds(repo),
+        "fresh_pull_seconds": round(fresh_pull_seconds(repo), 1),
+        "repeats": REPEATS,
+    }
+    if results["noop_repro_seconds"] is not None:
+        results["noop_repro_seconds"] = round(results["noop_repro_seconds"], 2)
+    results["prepare_seconds"] = results["stages"]["prepare"]["seconds"]
+    RESULTS_JSON.parent.mkdir(exist_ok=True)
+    RESULTS_JSON.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Writing metrics and plot files whole or not at all (write to a temporary file, then rename)."""
+
+import csv
+import json
+import os
+from pathlib import Path
+
+# Every file the pipeline writes (dvc.yaml lists the same), so stages agree on where things are.
+PREPARED_DIR = Path("data/prepared")
+DATA_METRICS = Path("metrics/data.json")
+SAMPLES_PNG = Path("plots/data/samples.png")
+MODEL_FILE = Path("models/model.pt")
+TRAIN_METRICS = Path("metrics/train.json")
+HISTORY_CSV = Path("plots/train/history.csv")
+EVALUATE_METRICS = Path("metrics/evaluate.json")
+CLASS_METRICS = Path("metrics/classes.json")
+CONFUSION_CSV = Path("plots/evaluate/confusion.csv")
+CURVES_PNG = Path("plots/train/curves.png")
+CONFUSION_PNG = Path("plots/evaluate/confusion.png")
+MISCLASSIFIED_PNG = Path("plots/evaluate/misclassified.png")
+FIT_METRICS = Path("metrics/fit.json")
+
+
+def _replace(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_path = path.with_name(f".{path.name}.tmp")
+    write(tmp_path)
+    os.replace(tmp_path, path)
+
+
+def write_json(path: Path, data: dict) -> None:
+    _replace(Path(path), lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+    _replace(Path(path), write)
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def save_figure(figure, path: Path) -> None:
+    _replace(Path(path), lambda tmp: figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))

@@ -1,0 +1,140 @@
+"""Read params.yaml and check it, so that a bad value stops a stage before any work."""
+
+import inspect
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+
+PARAMS_FILE = Path("params.yaml")
+
+OPTIMIZERS = {
+    "sgd": (torch.optim.SGD, {}),
+    "nesterov": (torch.optim.SGD, {"nesterov": True}),
+    "adam": (torch.optim.Adam, {}),
+    "adamw": (torch.optim.AdamW, {}),
+    "rmsprop": (torch.optim.RMSprop, {}),
+    "adagrad": (torch.optim.Adagrad, {}),
+    "nadam": (torch.optim.NAdam, {}),
+}
+ARCHS = ("fast_cnn", "seed_cnn")
+LR_SCHEDULES = ("onecycle", "constant")
+PRECISIONS = ("bf16", "fp32")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class StageError(Exception):
+    """A problem the user can fix; reported as one line, without a traceback."""
+
+
+def run_stage(main) -> None:
+    """Run a stage's main(), turning a StageError into one clear line and exit code 2."""
+    try:
+        main()
+    except StageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+def load_params(path: Path = PARAMS_FILE) -> dict:
+    if not path.exists():
+        raise StageError(f"{path} not found; run the stages from the repository root")
+    with open(path) as file:
+        return yaml.safe_load(file)
+
+
+def get(params: dict, key: str):
+    """params['a']['b'] for key 'a.b', with an error naming the key when it is missing."""
+    value = params
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise StageError(f"params.yaml: '{key}' is missing; add it (see the README)")
+        value = value[part]
+    return value
+
+
+def _require(ok: bool, key: str, allowed: str, value) -> None:
+    if not ok:
+        raise StageError(f"params.yaml: '{key}' is {value!r}; allowed: {allowed}")
+
+
+def _choice(params: dict, key: str, choices) -> str:
+    value = get(params, key)
+    _require(value in choices, key, " | ".join(choices), value)
+    return value
+
+
+def _number(params: dict, key: str, low: float, high: float, integer=False, open_low=False, open_high=False):
+    value = get(params, key)
+    interval = f"{'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
+    allowed = f"{'an integer' if integer else 'a number'} in {interval}"
+    is_number = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
+    _require(is_number, key, allowed, value)
+    above = value > low if open_low else value >= low
+    below = value < high if open_high else value <= high
+    _require(above and below, key, allowed, value)
+    return value
+
+
+def check_data(params: dict) -> None:
+    _number(params, "seed", 0, 2**32 - 1, integer=True)
+    _number(params, "data.val_fraction", 0, 1, open_low=True, open_high=True)
+    raw_dir = Path(get(params, "data.raw_dir"))
+    if not (raw_dir / "train").is_dir() or not (raw_dir / "test").is_dir():
+        raise StageError(
+            f"params.yaml: 'data.raw_dir' is '{raw_dir}', which has no train/ and test/ folders; "
+            "run `make data` (dvc pull) or `make download`, or point it at an image folder "
+            "laid out as train/<class>/* and test/<class>/*"
+        )
+
+
+def check_model(params: dict) -> None:
+    arch = _choice(params, "model.arch", ARCHS)
+    settings = get(params, f"model.{arch}")
+    widths = get(params, f"model.{arch}.widths")
+    count = 3 if arch == "fast_cnn" else 2
+    ok = isinstance(widths, list) and len(widths) == count and all(isinstance(w, int) and w > 0 for w in widths)
+    _require(ok, f"model.{arch}.widths", f"a list of {count} positive integers", widths)
+    _number(params, f"model.{arch}.dropout", 0, 1, open_high=True)
+    if "dense" in settings:
+        _number(params, f"model.{arch}.dense", 1, 1e6, integer=True)
+
+
+def check_optimizer(params: dict) -> None:
+    name = _choice(params, "optimizer", list(OPTIMIZERS))
+    settings = get(params, f"optimizers.{name}")
+    _require(isinstance(settings, dict), f"optimizers.{name}", "a mapping of keyword arguments", settings)
+    optimizer_class, fixed = OPTIMIZERS[name]
+    accepted = set(inspect.signature(optimizer_class).parameters) - {"params"} - set(fixed)
+    for key in settings:
+        _require(key in accepted, f"optimizers.{name}.{key}", f"a keyword of {optimizer_class.__name__}: "
+                 + ", ".join(sorted(accepted)), key)
+    _number(params, f"optimizers.{name}.lr", 0, 1e3, open_low=True)
+
+
+def check_train(params: dict) -> None:
+    _number(params, "seed", 0, 2**32 - 1, integer=True)
+    _number(params, "train.epochs", 1, 10_000, integer=True)
+    _number(params, "train.batch_size", 1, 1_000_000, integer=True)
+    _choice(params, "train.lr_schedule", LR_SCHEDULES)
+    _number(params, "train.warmup_fraction", 0, 1, open_high=True)
+    _number(params, "train.label_smoothing", 0, 1, open_high=True)
+    _number(params, "train.translate", 0, 16, integer=True)
+    _require(isinstance(get(params, "train.augment"), bool), "train.augment", "true | false",
+             get(params, "train.augment"))
+    check_eval(params)
+    check_model(params)
+    check_optimizer(params)
+
+
+def check_eval(params: dict) -> None:
+    _require(isinstance(get(params, "train.tta"), bool), "train.tta", "true | false", get(params, "train.tta"))
+    _choice(params, "train.precision", PRECISIONS)
+    _choice(params, "train.device", DEVICES)
+    _number(params, "train.batch_size", 1, 1_000_000, integer=True)
+
+
+def check_plot(params: dict) -> None:
+    _number(params, "plot.overfit_gap", 0, 1)
+    _number(params, "plot.underfit_accuracy", 0, 1)

@@ -1,0 +1,82 @@
+"""Stage prepare: decode the raw image folder, check it, split train/validation, write compact arrays.
+
+Outputs: data/prepared/{train,val,test}.npz, metrics/data.json, plots/data/samples.png.
+"""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from stages.data import list_classes, read_image_folder, save_split, scale_pixels, stratified_split  # noqa: E402
+from stages.outputs import DATA_METRICS, SAMPLES_PNG, save_figure, write_json  # noqa: E402
+from stages.params import StageError, check_data, load_params, run_stage  # noqa: E402
+
+
+def split_summary(images: np.ndarray, labels: np.ndarray, class_names: list[str]) -> dict:
+    counts = np.bincount(labels, minlength=len(class_names))
+    height, width, channels = images.shape[1:]
+    return {"images": len(images), "height": height, "width": width, "channels": channels,
+            "per_class": dict(zip(class_names, counts.tolist()))}
+
+
+def pixel_ranges(images: np.ndarray) -> dict:
+    """Pixel range before and after the scaling to [0, 1] that training applies."""
+    raw_min, raw_max = int(images.min()), int(images.max())
+    return {"raw_min": raw_min, "raw_max": raw_max,
+            "scaled_min": scale_pixels(float(raw_min)), "scaled_max": scale_pixels(float(raw_max))}
+
+
+def plot_samples(images: np.ndarray, labels: np.ndarray, class_names: list[str], seed: int, count: int = 30):
+    """A grid of random training images with their labels."""
+    chosen = np.random.default_rng(seed).choice(len(images), size=min(count, len(images)), replace=False)
+    columns = 10
+    rows = -(-len(chosen) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.2, rows * 1.35), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, index in zip(axes.flat, chosen):
+        axis.imshow(images[index])
+        axis.set_title(class_names[labels[index]], fontsize=8)
+    figure.suptitle("Sample training images with their labels")
+    save_figure(figure, SAMPLES_PNG)
+    plt.close(figure)
+
+
+def main() -> None:
+    params = load_params()
+    check_data(params)
+    raw_dir = Path(params["data"]["raw_dir"])
+    class_names = list_classes(raw_dir / "train")
+    if list_classes(raw_dir / "test") != class_names:
+        raise StageError(f"{raw_dir}/train and {raw_dir}/test have different class folders; they must match")
+
+    print(f"decoding {raw_dir} ...", flush=True)
+    labelled_images, labelled_labels = read_image_folder(raw_dir / "train", class_names)
+    test_images, test_labels = read_image_folder(raw_dir / "test", class_names)
+    if test_images.shape[1:] != labelled_images.shape[1:]:
+        raise StageError(f"{raw_dir}: test images are {test_images.shape[1:]}, training images "
+                         f"{labelled_images.shape[1:]}; they must be the same size")
+    train_idx, val_idx = stratified_split(labelled_labels, params["data"]["val_fraction"], params["seed"])
+    splits = {
+        "train": (labelled_images[train_idx], labelled_labels[train_idx]),
+        "val": (labelled_images[val_idx], labelled_labels[val_idx]),
+        "test": (test_images, test_labels),
+    }
+
+    for name, (images, labels) in splits.items():
+        save_split(name, images, labels, class_names)
+        print(f"{name:5s} images {images.shape}, labels {labels.shape}")
+    metrics = {name: split_summary(images, labels, class_names) for name, (images, labels) in splits.items()}
+    metrics["pixels"] = pixel_ranges(labelled_images)
+    print(f"pixels scaled from [{metrics['pixels']['raw_min']}, {metrics['pixels']['raw_max']}] "
+          f"to [{metrics['pixels']['scaled_min']}, {metrics['pixels']['scaled_max']}]")
+    write_json(DATA_METRICS, metrics)
+    plot_samples(*splits["train"], class_names, params["seed"])
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,63 @@
+"""Tiny image folders and params that make every stage run in seconds."""
+
+import copy
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+CLASSES = ["circle", "cross", "square"]
+
+
+def make_image_folder(root: Path, per_class: dict, size: int = 16, seed: int = 0, suffix: str = ".png") -> Path:
+    """root/<split>/<class>/NNNN.png: each class a colour and a noisy pattern, so a CNN can learn them."""
+    rng = np.random.default_rng(seed)
+    for split, count in per_class.items():
+        for label, name in enumerate(CLASSES):
+            class_dir = root / split / name
+            class_dir.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                image = rng.integers(0, 60, (size, size, 3))
+                image[..., label] += 150
+                image[label::3, :, :] += 40
+                Image.fromarray(image.clip(0, 255).astype(np.uint8)).save(class_dir / f"{i:04d}{suffix}")
+    return root
+
+
+def tiny_params(raw_dir: str = "data/raw/cifar10") -> dict:
+    """The repository's params.yaml, shrunk: small model, one epoch, small batches, CPU."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"]["raw_dir"] = raw_dir
+    params["model"]["fast_cnn"]["widths"] = [8, 16, 16]
+    params["model"]["seed_cnn"]["widths"] = [4, 8]
+    params["model"]["seed_cnn"]["dense"] = 16
+    params["train"].update(epochs=2, batch_size=16, device="cpu")
+    return params
+
+
+def write_params(directory: Path, params: dict) -> None:
+    (directory / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory) -> Path:
+    """A tiny labelled image folder: 3 classes, 40 training and 10 test images each, 16x16 pixels."""
+    return make_image_folder(tmp_path_factory.mktemp("raw") / "cifar10", {"train": 40, "test": 10})
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch, image_folder) -> Path:
+    """A working directory laid out like the repository, with tiny data and params; stages run in it."""
+    shutil.copytree(image_folder, tmp_path / "data/raw/cifar10")
+    write_params(tmp_path, tiny_params())
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def params() -> dict:
+    return copy.deepcopy(tiny_params())

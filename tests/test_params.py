@@ -1,0 +1,65 @@
+import subprocess
+import sys
+
+import pytest
+
+from stages.params import StageError, check_data, check_plot, check_train, get
+from tests.conftest import REPO, write_params
+
+
+def test_repository_params_are_valid(workdir, params):
+    check_data(params)
+    check_train(params)
+    check_plot(params)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("optimizer", "adamax", "'optimizer' is 'adamax'; allowed: sgd | nesterov | adam | adamw | rmsprop"),
+    ("train.epochs", -1, "'train.epochs' is -1; allowed: an integer in [1, 10000]"),
+    ("train.epochs", 2.5, "'train.epochs' is 2.5"),
+    ("train.device", "tpu", "'train.device' is 'tpu'; allowed: auto | cpu | cuda"),
+    ("model.arch", "resnet", "'model.arch' is 'resnet'; allowed: fast_cnn | seed_cnn"),
+    ("model.fast_cnn.widths", [64, 128], "'model.fast_cnn.widths' is [64, 128]; allowed: a list of 3"),
+    ("optimizers.nesterov.lr", 0, "'optimizers.nesterov.lr' is 0; allowed: a number in (0"),
+    ("optimizers.nesterov.betas", [0.9, 0.99], "'optimizers.nesterov.betas' is 'betas'; allowed: a keyword of SGD"),
+])
+def test_bad_train_params_are_named(params, key, value, message):
+    *parents, last = key.split(".")
+    section = params
+    for part in parents:
+        section = section[part]
+    section[last] = value
+    with pytest.raises(StageError, match=None) as error:
+        check_train(params)
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize("fraction", [0, 1, 1.5, -0.2, "half"])
+def test_val_fraction_outside_open_interval_is_refused(workdir, params, fraction):
+    params["data"]["val_fraction"] = fraction
+    with pytest.raises(StageError, match=r"'data.val_fraction' is .*; allowed: a number in \(0, 1\)"):
+        check_data(params)
+
+
+def test_missing_data_folder_says_how_to_get_it(workdir, params):
+    params["data"]["raw_dir"] = "data/raw/nowhere"
+    with pytest.raises(StageError, match=r"'data.raw_dir' is 'data/raw/nowhere'.*make data.*make download"):
+        check_data(params)
+
+
+def test_missing_key_is_named(params):
+    del params["train"]["label_smoothing"]
+    with pytest.raises(StageError, match="'train.label_smoothing' is missing"):
+        get(params, "train.label_smoothing")
+
+
+def test_stage_reports_one_line_and_writes_nothing(workdir, params):
+    params["optimizer"] = "adamax"
+    write_params(workdir, params)
+    result = subprocess.run([sys.executable, "-m", "stages.train"], capture_output=True, text=True,
+                            env={"PYTHONPATH": str(REPO)}, cwd=workdir)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: params.yaml: 'optimizer' is 'adamax'; allowed: sgd | nesterov | adam | adamw | rmsprop | adagrad"
+        " | nadam"]
+    assert not (workdir / "models").exists() and not (workdir / "metrics").exists()
