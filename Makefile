@@ -10,7 +10,7 @@ export DVC_NO_ANALYTICS := 1
 ## set up, pull the data, run every stage, show the metrics
 pipeline: data
 	dvc repro
-	dvc metrics show
+	dvc metrics show metrics/evaluate.json
 	dvc status
 
 ## run the linter and the test suite
@@ -36,6 +36,14 @@ data: setup
 download: setup
 	python -m stages.download --out data/raw/cifar10
 	dvc add data/raw/cifar10
+
+## measure training speed against a naive baseline, and the pipeline's overheads (bench/results.json)
+bench: pipeline
+	python -m stages.bench
+
+## the optimizer study: a learning-rate sweep and one run per optimizer, as queued DVC experiments
+study: pipeline
+	python -m stages.study
 
 lint: setup
 	ruff check stages tests

@@ -28,7 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from stages.data import load_split
 from stages.models import build_model
-from stages.training import (autocast, build_optimizer, build_schedule, channel_stats, setup_torch, stats_tensors,
+from stages.training import (build_optimizer, build_schedule, channel_stats, setup_torch, stats_tensors,
                              train_one_epoch)
 
 RESULTS_JSON = Path("bench/results.json")

@@ -102,15 +102,18 @@ def check_model(params: dict) -> None:
 
 
 def check_optimizer(params: dict) -> None:
+    """The chosen optimizer, and the settings of every optimizer (a typo in one shows before it is chosen)."""
     name = _choice(params, "optimizer", list(OPTIMIZERS))
-    settings = get(params, f"optimizers.{name}")
-    _require(isinstance(settings, dict), f"optimizers.{name}", "a mapping of keyword arguments", settings)
-    optimizer_class, fixed = OPTIMIZERS[name]
-    accepted = set(inspect.signature(optimizer_class).parameters) - {"params"} - set(fixed)
-    for key in settings:
-        _require(key in accepted, f"optimizers.{name}.{key}", f"a keyword of {optimizer_class.__name__}: "
-                 + ", ".join(sorted(accepted)), key)
-    _number(params, f"optimizers.{name}.lr", 0, 1e3, open_low=True)
+    get(params, f"optimizers.{name}")
+    for section, settings in get(params, "optimizers").items():
+        _require(section in OPTIMIZERS, f"optimizers.{section}", " | ".join(OPTIMIZERS), section)
+        _require(isinstance(settings, dict), f"optimizers.{section}", "a mapping of keyword arguments", settings)
+        optimizer_class, fixed = OPTIMIZERS[section]
+        accepted = set(inspect.signature(optimizer_class).parameters) - {"params"} - set(fixed)
+        for key in settings:
+            _require(key in accepted, f"optimizers.{section}.{key}",
+                     f"a keyword of {optimizer_class.__name__}: " + ", ".join(sorted(accepted)), key)
+        _number(params, f"optimizers.{section}.lr", 0, 1e3, open_low=True)
 
 
 def check_train(params: dict) -> None:

@@ -22,18 +22,23 @@ def diagnose_fit(history: list[dict], overfit_gap: float, underfit_accuracy: flo
     best = min(history, key=lambda row: row["val_loss"])
     gap = final["train_acc"] - final["val_acc"]
     val_loss_rise = final["val_loss"] - best["val_loss"]
+    gap_text = (f"train accuracy {final['train_acc']:.3f} against validation {final['val_acc']:.3f} at the last "
+                f"epoch, a gap of {gap:+.3f} (threshold {overfit_gap})")
+    if val_loss_rise > 0:
+        loss_text = f"validation loss was lowest at epoch {best['epoch']} and rose {val_loss_rise:.3f} after it"
+    else:
+        loss_text = "validation loss was still falling at the last epoch"
     if gap > overfit_gap or val_loss_rise > 0.05 * best["val_loss"]:
         verdict = "over-fitting"
-        why = (f"train accuracy is {gap:+.3f} above validation at the last epoch (threshold {overfit_gap}); "
-               f"validation loss was lowest at epoch {best['epoch']} and rose {val_loss_rise:.3f} after it")
+        advice = ("stop earlier or regularise more" if val_loss_rise > 0
+                  else "the model still improves on unseen data, so regularise more rather than stop earlier")
     elif final["train_acc"] < underfit_accuracy:
         verdict = "under-fitting"
-        why = (f"train accuracy is only {final['train_acc']:.3f} at the last epoch (threshold {underfit_accuracy}): "
-               "the model has not fitted even the training data; train longer or use a bigger model")
+        advice = f"train accuracy is below {underfit_accuracy}: train longer or use a bigger model"
     else:
         verdict = "good fit"
-        why = (f"train and validation accuracy are within {overfit_gap} ({gap:+.3f}) and validation loss was "
-               f"lowest at epoch {best['epoch']} of {final['epoch']}")
+        advice = "train and validation agree"
+    why = f"{gap_text}; {loss_text}; {advice}"
     return {"verdict": verdict, "evidence": why, "train_val_gap": round(gap, 5),
             "best_val_loss_epoch": best["epoch"], "val_loss_rise": round(val_loss_rise, 5),
             "overfitting": verdict == "over-fitting", "underfitting": verdict == "under-fitting"}
@@ -70,8 +75,10 @@ def plot_confusion(actual: np.ndarray, predicted: np.ndarray, class_names: list[
 
 
 def plot_misclassified(images: np.ndarray, actual: np.ndarray, predicted: np.ndarray, class_names: list[str],
-                       count: int = 30):
-    wrong = np.flatnonzero(actual != predicted)[:count]
+                       seed: int, count: int = 30):
+    """A random sample of the misclassified test images, in test-set order (so grouped by true class)."""
+    wrong = np.flatnonzero(actual != predicted)
+    wrong = np.sort(np.random.default_rng(seed).choice(wrong, size=min(count, len(wrong)), replace=False))
     columns = 10
     rows = max(1, -(-len(wrong) // columns))
     figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.3, rows * 1.6), squeeze=False)
@@ -103,9 +110,10 @@ def main() -> None:
     if len(rows) != len(test_labels) or not np.array_equal(actual, test_labels):
         raise StageError(f"{CONFUSION_CSV} does not match the test split; re-run evaluate (dvc repro)")
 
+    misclassified = plot_misclassified(test_images, actual, predicted, class_names, params["seed"])
     for figure, path in ((plot_curves(history, fit), CURVES_PNG),
                          (plot_confusion(actual, predicted, class_names), CONFUSION_PNG),
-                         (plot_misclassified(test_images, actual, predicted, class_names), MISCLASSIFIED_PNG)):
+                         (misclassified, MISCLASSIFIED_PNG)):
         save_figure(figure, path)
         plt.close(figure)
     write_json(FIT_METRICS, fit)

@@ -1,7 +1,10 @@
 """Tiny image folders and params that make every stage run in seconds."""
 
 import copy
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -61,3 +64,35 @@ def workdir(tmp_path, monkeypatch, image_folder) -> Path:
 @pytest.fixture
 def params() -> dict:
     return copy.deepcopy(tiny_params())
+
+
+# ----------------------------------------------------------------------------- a throwaway Git + DVC repository
+
+def run(args: list[str], cwd: Path) -> str:
+    """Run a command with this interpreter's environment first on PATH (the stages call `python`)."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
+           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def dvc(*args: str, cwd: Path) -> str:
+    return run([sys.executable, "-m", "dvc", *args], cwd)
+
+
+def make_dvc_repo(repo: Path, params: dict) -> Path:
+    """A committed copy of the repository's code whose data is a tiny image folder tracked by DVC."""
+    shutil.copytree(REPO / "stages", repo / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", ".gitignore", "data/raw/.gitignore"):
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / name, repo / name)
+    write_params(repo, params)
+    make_image_folder(repo / "data/raw/cifar10", {"train": 10, "test": 4})
+    run(["git", "init", "-q", "-b", "main"], repo)
+    dvc("init", "-q", cwd=repo)
+    dvc("add", "-q", "data/raw/cifar10", cwd=repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-q", "-m", "tiny copy"], repo)
+    return repo

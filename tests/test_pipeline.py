@@ -1,53 +1,18 @@
 """End to end: a throwaway Git + DVC copy of the repository with tiny data, driven by the real dvc CLI."""
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, make_image_folder, tiny_params, write_params
-
-COPIED = ["stages", "dvc.yaml", ".gitignore", "data/raw/.gitignore"]
-
-
-def run(args: list[str], cwd: Path) -> str:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
-           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout + result.stderr
-
-
-def dvc(*args: str, cwd: Path) -> str:
-    return run([sys.executable, "-m", "dvc", *args], cwd)
+from tests.conftest import dvc, make_dvc_repo, run, tiny_params
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    """A committed copy of the repository whose data is a tiny image folder tracked by DVC."""
-    repo = tmp_path_factory.mktemp("repo")
-    for name in COPIED:
-        source, target = REPO / name, repo / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, target)
     params = tiny_params()
     params["train"].update(epochs=2, batch_size=8)
-    write_params(repo, params)
-    make_image_folder(repo / "data/raw/cifar10", {"train": 10, "test": 4})
-    run(["git", "init", "-q", "-b", "main"], repo)
-    dvc("init", "-q", cwd=repo)
-    dvc("add", "-q", "data/raw/cifar10", cwd=repo)
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-q", "-m", "tiny copy"], repo)
-    return repo
+    return make_dvc_repo(tmp_path_factory.mktemp("repo"), params)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import pytest
 
 from stages import evaluate, plot, prepare, train
 from stages.plot import diagnose_fit
+from stages.training import TrainingDiverged
 from tests.conftest import CLASSES, write_params
 
 
@@ -82,6 +83,18 @@ def test_training_is_repeatable(workdir):
     first = (workdir / "plots/train/history.csv").read_text()
     train.main()
     assert (workdir / "plots/train/history.csv").read_text() == first
+
+
+def test_diverging_training_stops_with_a_clear_error_and_no_model(workdir, params):
+    params["optimizer"] = "sgd"
+    params["optimizers"]["sgd"]["lr"] = 1000.0
+    params["train"].update(batch_size=8)
+    write_params(workdir, params)
+    prepare.main()
+    with pytest.raises(TrainingDiverged, match=r"training diverged \(loss (nan|inf)\) at step \d+ of epoch 1/2; "
+                                               "lower the optimizer's lr in params.yaml"):
+        train.main()
+    assert not (workdir / "models/model.pt").exists() and not (workdir / "metrics/train.json").exists()
 
 
 def test_evaluate_without_model_says_train_first(workdir):
