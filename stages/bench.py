@@ -1,6 +1,7 @@
 """Benchmark: how fast this machine trains the default model, against a naive PyTorch baseline.
 
     python -m stages.bench            (or: make bench)
+    python -m stages.bench --profile  (where the pipeline's training step spends its time)
 
 Prints, from one run on the current machine, and writes to bench/results.json:
 peak matmul rates (fp32, bf16); naive-baseline and pipeline training throughput and their ratio;
@@ -9,6 +10,7 @@ the pipeline's achieved FLOP rate as a share of the bf16 peak; `prepare` time; n
 repeated, and the median reported, because these machines are shared and noisy.
 """
 
+import argparse
 import json
 import os
 import platform
@@ -155,9 +157,28 @@ def fresh_pull_seconds(repo: Path) -> float:
     return seconds
 
 
+def profile_training(params: dict, model, device, images, labels, mean, std) -> str:
+    """torch.profiler's table of a few pipeline training steps, by operator, most time first."""
+    from torch.profiler import ProfilerActivity, profile
+
+    train_params = params["train"]
+    optimizer = build_optimizer(params["optimizer"], params["optimizers"][params["optimizer"]], model)
+    schedule = build_schedule(optimizer, "constant", 1, 0.0)
+    count = train_params["batch_size"] * 4
+    generator = torch.Generator().manual_seed(0)
+    train_one_epoch(model, optimizer, schedule, images[:count], labels, mean, std, train_params, device, generator)
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        train_one_epoch(model, optimizer, schedule, images[:count], labels, mean, std, train_params, device,
+                        generator, desc="profile")
+    return profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)
+
+
 # ----------------------------------------------------------------------------- main
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", action="store_true", help="print where a training step spends its time")
+    profile_only = parser.parse_args().profile
     repo = Path.cwd()
     params = yaml.safe_load(Path("params.yaml").read_text())
     device = setup_torch(0, params["train"]["device"])
@@ -165,6 +186,10 @@ def main() -> None:
     mean, std = channel_stats(images[:5000])
     mean_t, std_t = stats_tensors(mean, std, device)
     images, labels = torch.from_numpy(images), torch.from_numpy(labels)
+    if profile_only:
+        model = build_model(params["model"], len(class_names), images.shape[1]).to(memory_format=torch.channels_last)
+        print(profile_training(params, model, device, images, labels, mean_t, std_t))
+        return
 
     print("peak matmul rates ...", flush=True)
     peak_fp32, peak_bf16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
