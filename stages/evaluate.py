@@ -55,6 +55,8 @@ def main() -> None:
 
     print(f"test accuracy {accuracy:.4f}, loss {loss:.4f} on {len(test_labels)} images")
     print(confusion_matrix(test_labels.numpy(), predictions))
+    print(classification_report(test_labels.numpy(), predictions, labels=range(len(class_names)),
+                                target_names=class_names, digits=4, zero_division=0))
 
 
 if __name__ == "__main__":
