@@ -65,18 +65,26 @@ def training_flops_per_image(model, batch: torch.Tensor) -> float:
     return counter.get_total_flops() / len(batch)
 
 
-def pipeline_throughput(params: dict, model, device, images, labels, mean, std) -> float:
-    """Images/s of the pipeline's own loop: uint8 arrays in memory, whole-batch augmentation, bf16, channels-last."""
+def pipeline_loop(params: dict, model, device, images, labels, mean, std, steps: int):
+    """The pipeline's own training loop over `steps` batches, warmed up once: uint8 arrays in memory,
+    whole-batch augmentation, bf16, channels-last. Returns a function that runs it again."""
     train_params = params["train"]
     optimizer = build_optimizer(params["optimizer"], params["optimizers"][params["optimizer"]], model)
     schedule = build_schedule(optimizer, "constant", 1, 0.0)
-    count = train_params["batch_size"] * STEPS
+    count = train_params["batch_size"] * steps
     generator = torch.Generator().manual_seed(0)
-    train_one_epoch(model, optimizer, schedule, images[:train_params["batch_size"] * 2], labels, mean, std,
-                    train_params, device, generator, desc="warm-up")
-    seconds = median_seconds(lambda: train_one_epoch(model, optimizer, schedule, images[:count], labels[:count],
-                                                     mean, std, train_params, device, generator, desc="pipeline"))
-    return count / seconds
+
+    def run(desc: str = "pipeline") -> None:
+        train_one_epoch(model, optimizer, schedule, images[:count], labels[:count], mean, std, train_params, device,
+                        generator, desc=desc)
+
+    run("warm-up")
+    return run
+
+
+def pipeline_throughput(params: dict, model, device, images, labels, mean, std) -> float:
+    run = pipeline_loop(params, model, device, images, labels, mean, std, STEPS)
+    return params["train"]["batch_size"] * STEPS / median_seconds(run)
 
 
 def naive_throughput(params: dict, model, train_dir: Path, mean, std) -> float:
@@ -161,15 +169,9 @@ def profile_training(params: dict, model, device, images, labels, mean, std) -> 
     """torch.profiler's table of a few pipeline training steps, by operator, most time first."""
     from torch.profiler import ProfilerActivity, profile
 
-    train_params = params["train"]
-    optimizer = build_optimizer(params["optimizer"], params["optimizers"][params["optimizer"]], model)
-    schedule = build_schedule(optimizer, "constant", 1, 0.0)
-    count = train_params["batch_size"] * 4
-    generator = torch.Generator().manual_seed(0)
-    train_one_epoch(model, optimizer, schedule, images[:count], labels, mean, std, train_params, device, generator)
+    run = pipeline_loop(params, model, device, images, labels, mean, std, steps=4)
     with profile(activities=[ProfilerActivity.CPU]) as profiler:
-        train_one_epoch(model, optimizer, schedule, images[:count], labels, mean, std, train_params, device,
-                        generator, desc="profile")
+        run("profile")
     return profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)
 
 

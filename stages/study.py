@@ -27,7 +27,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from stages.outputs import save_figure, write_json  # noqa: E402
-from stages.params import OPTIMIZERS, StageError, check_train, load_params, run_stage  # noqa: E402
+from stages.params import (OPTIMIZERS, StageError, _number, _require, check_train, get, load_params,  # noqa: E402
+                           run_stage)
 
 STUDY_JSON = Path("metrics/optimizers.json")
 TABLE_MD = Path("plots/optimizers/table.md")
@@ -167,19 +168,15 @@ def plot_overlay(results: dict[str, dict]):
 
 def check_study(params: dict) -> None:
     check_train(params)
-    study = params.get("study")
-    if not isinstance(study, dict):
-        raise StageError("params.yaml: 'study' is missing; add it (see the README)")
-    unknown = [name for name in study.get("optimizers", []) if name not in OPTIMIZERS]
-    if not study.get("optimizers") or unknown:
-        raise StageError(f"params.yaml: 'study.optimizers' has {unknown or 'nothing'}; allowed: "
-                         + " | ".join(OPTIMIZERS))
-    for key in ("epochs", "sweep_epochs"):
-        if not isinstance(study.get(key), int) or study[key] < 1:
-            raise StageError(f"params.yaml: 'study.{key}' is {study.get(key)!r}; allowed: a positive integer")
-    factors = study.get("sweep_factors")
-    if not isinstance(factors, list) or not factors or not all(isinstance(f, int | float) and f > 0 for f in factors):
-        raise StageError(f"params.yaml: 'study.sweep_factors' is {factors!r}; allowed: a list of positive numbers")
+    optimizers = get(params, "study.optimizers")
+    _require(isinstance(optimizers, list) and optimizers and all(name in OPTIMIZERS for name in optimizers),
+             "study.optimizers", "a list of " + " | ".join(OPTIMIZERS), optimizers)
+    factors = get(params, "study.sweep_factors")
+    _require(isinstance(factors, list) and factors and all(isinstance(f, int | float) and f > 0 for f in factors),
+             "study.sweep_factors", "a list of positive numbers", factors)
+    _number(params, "study.epochs", 1, 10_000, integer=True)
+    _number(params, "study.sweep_epochs", 1, 10_000, integer=True)
+    _number(params, "study.target_val_acc", 0, 1)
 
 
 def main() -> None:

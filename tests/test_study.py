@@ -2,7 +2,10 @@
 
 import json
 
-from stages.study import markdown_table, pick_learning_rates, table_row
+import pytest
+
+from stages.params import StageError
+from stages.study import check_study, markdown_table, pick_learning_rates, table_row
 from tests.conftest import dvc, make_dvc_repo, run, tiny_params
 
 HISTORY = [{"epoch": 1, "train_acc": 0.5, "val_acc": 0.55, "val_loss": 1.2},
@@ -70,3 +73,13 @@ def test_study_runs_on_a_real_dvc_queue(tmp_path):
 
     shown = dvc("exp", "show", "--no-pager", "--csv", cwd=repo)
     assert "study-adam" in shown and "sweep-adam-0p002" in shown
+
+
+def test_bad_study_params_are_named(params):
+    params["study"] = {"optimizers": ["sgd", "adamax"], "epochs": 2, "sweep_epochs": 1, "sweep_factors": [1],
+                       "target_val_acc": 0.5}
+    with pytest.raises(StageError, match=r"'study.optimizers' is \['sgd', 'adamax'\]; allowed: a list of sgd"):
+        check_study(params)
+    params["study"].update(optimizers=["sgd"], epochs=0)
+    with pytest.raises(StageError, match=r"'study.epochs' is 0; allowed: an integer in \[1, 10000\]"):
+        check_study(params)
