@@ -25,17 +25,17 @@ $(VENV)/.installed: requirements.txt
 	$(BIN)/pip install --quiet -r requirements.txt
 	touch $@
 
-## fetch the raw images from the team's DVC remote (../shared/dvc-storage)
+## fetch the raw images (one tar archive) from the team's DVC remote (../shared/dvc-storage)
 data: setup
-	@dvc pull data/raw/cifar10.dvc || { \
-	  echo "error: could not pull data/raw/cifar10 from the DVC remote 'storage' ($$(dvc remote list))." >&2; \
+	@dvc pull data/raw/cifar10.tar.dvc || { \
+	  echo "error: could not pull data/raw/cifar10.tar from the DVC remote 'storage' ($$(dvc remote list))." >&2; \
 	  echo "  With internet access, run 'make download' to fetch the official CIFAR-10 release instead." >&2; \
 	  exit 1; }
 
-## without the remote: download the official CIFAR-10 release into data/raw/cifar10 and track it
+## without the remote: download the official CIFAR-10 release into data/raw/cifar10.tar and track it
 download: setup
-	python -m stages.download --out data/raw/cifar10
-	dvc add data/raw/cifar10
+	python -m stages.download --out data/raw/cifar10.tar
+	dvc add data/raw/cifar10.tar
 
 ## measure training speed against a naive baseline, and the pipeline's overheads (bench/results.json)
 bench: pipeline

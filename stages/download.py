@@ -1,14 +1,17 @@
-"""Fetch the official CIFAR-10 release and write it as an image folder, for users without the DVC remote.
+"""Fetch the official CIFAR-10 release and write it as the archive the pipeline reads, for users without the remote.
 
-    python -m stages.download [--out data/raw/cifar10]
+    python -m stages.download [--out data/raw/cifar10.tar]
 
-torchvision downloads the archive and checks its md5; the images are written as PNG (lossless), in the
-layout the pipeline reads: train/<class>/NNNN.png and test/<class>/NNNN.png.
+torchvision downloads the release and checks its md5; the images are written as PNG (lossless) into one
+uncompressed tar archive laid out as cifar10/train/<class>/NNNN.png and cifar10/test/<class>/NNNN.png.
 """
 
 import argparse
+import io
+import os
 import pickle
 import sys
+import tarfile
 import tempfile
 from pathlib import Path
 
@@ -31,47 +34,56 @@ def read_batches(batches_dir: Path, names: list[str]) -> tuple[np.ndarray, list[
     return np.concatenate(images), labels
 
 
-def write_image_folder(batches_dir: Path, out_dir: Path) -> None:
+def png_bytes(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_archive(batches_dir: Path, archive: Path) -> None:
+    """The official batches as PNG files in an uncompressed tar archive (member times 0, so it is reproducible)."""
     with open(batches_dir / "batches.meta", "rb") as file:
         class_names = [name.decode() for name in pickle.load(file, encoding="bytes")[b"label_names"]]
-    for split, names in BATCHES.items():
-        images, labels = read_batches(batches_dir, names)
-        counters = dict.fromkeys(class_names, 0)
-        for image, label in zip(images, labels):
-            class_dir = out_dir / split / class_names[label]
-            class_dir.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(image).save(class_dir / f"{counters[class_names[label]]:04d}.png")
-            counters[class_names[label]] += 1
+    with tarfile.open(archive, "w", format=tarfile.PAX_FORMAT) as tar:
+        for split, names in BATCHES.items():
+            images, labels = read_batches(batches_dir, names)
+            counters = dict.fromkeys(class_names, 0)
+            for image, label in zip(images, labels):
+                name = class_names[label]
+                contents = png_bytes(image)
+                member = tarfile.TarInfo(f"{archive.stem}/{split}/{name}/{counters[name]:04d}.png")
+                member.size = len(contents)
+                tar.addfile(member, io.BytesIO(contents))
+                counters[name] += 1
 
 
-def convert_archive(archive: Path, out_dir: Path) -> None:
-    """Unpack cifar-10-python.tar.gz and write its images to out_dir; out_dir appears only when complete."""
-    from torchvision.datasets.utils import extract_archive
-
-    if out_dir.exists():
-        raise FileExistsError(f"{out_dir} already exists; remove it first to replace it")
-    with tempfile.TemporaryDirectory(dir=out_dir.parent) as tmp:
-        extract_archive(str(archive), tmp)
-        partial = Path(tmp) / "images"
-        write_image_folder(Path(tmp) / "cifar-10-batches-py", partial)
-        partial.rename(out_dir)
+def convert_release(release: Path, archive: Path) -> None:
+    """Unpack cifar-10-python.tar.gz and write its images to archive, which appears only when complete."""
+    if archive.exists():
+        raise FileExistsError(f"{archive} already exists; remove it first to replace it")
+    with tempfile.TemporaryDirectory(dir=archive.parent) as tmp:
+        with tarfile.open(release) as tar:
+            tar.extractall(tmp, filter="data")  # the data filter refuses members that would land outside tmp
+        partial = Path(tmp) / archive.name
+        write_archive(Path(tmp) / "cifar-10-batches-py", partial)
+        os.replace(partial, archive)
 
 
 def main() -> None:
     from torchvision.datasets.utils import download_url
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("data/raw/cifar10"))
-    out_dir = parser.parse_args().out
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    parser.add_argument("--out", type=Path, default=Path("data/raw/cifar10.tar"))
+    archive = parser.parse_args().out
+    archive.parent.mkdir(parents=True, exist_ok=True)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             download_url(URL, tmp, md5=MD5)
-            convert_archive(Path(tmp) / Path(URL).name, out_dir)
+            convert_release(Path(tmp) / Path(URL).name, archive)
     except (OSError, RuntimeError) as error:
         sys.exit(f"error: could not fetch CIFAR-10 from {URL} ({error}); "
                  "check your internet connection, or get the data with `make data` (dvc pull)")
-    print(f"wrote {out_dir}; record it with `dvc add {out_dir}` before `dvc repro`")
+    print(f"wrote {archive}; record it with `dvc add {archive}` before `dvc repro`")
 
 
 if __name__ == "__main__":

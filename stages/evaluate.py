@@ -11,7 +11,7 @@ from stages.models import load_checkpoint
 from stages.outputs import (CLASS_METRICS, CONFUSION_CSV, EVALUATE_METRICS, MODEL_FILE, write_csv,
                             write_json)
 from stages.params import StageError, check_eval, load_params, run_stage
-from stages.training import loss_and_accuracy, predict, setup_torch, stats_tensors
+from stages.training import loss_and_accuracy, predict, resolve_precision, setup_torch, stats_tensors
 
 
 def report(labels, predictions, class_names: list[str]) -> dict:
@@ -38,8 +38,9 @@ def main() -> None:
     test_labels = torch.from_numpy(test_labels)
 
     mean, std = stats_tensors(checkpoint["mean"], checkpoint["std"], device)
-    logits = predict(model, torch.from_numpy(test_images), mean, std, device, train_params["batch_size"],
-                     train_params["precision"], tta=train_params["tta"])
+    precision = resolve_precision(train_params["precision"], device)
+    logits = predict(model, torch.from_numpy(test_images), mean, std, device, train_params["batch_size"], precision,
+                     tta=params["evaluate"]["tta"])
     loss, accuracy = loss_and_accuracy(logits, test_labels)
     predictions = logits.argmax(1).numpy()
     per_class = report(test_labels.numpy(), predictions, class_names)

@@ -6,38 +6,60 @@ import torch
 from torch import nn
 
 
-def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
-    """conv - pool - BN - ReLU - conv - BN - ReLU: pooling right after the first conv halves the cost of the rest."""
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
+
+
+def conv3x3(in_channels: int, out_channels: int, dirac_init: bool) -> nn.Conv2d:
+    conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
+    if dirac_init:  # the first in_channels filters pass their input through: the net starts near the identity
+        nn.init.dirac_(conv.weight.data[:in_channels])
+    return conv
+
+
+def batch_norm(channels: int, momentum: float, train_weight: bool) -> nn.BatchNorm2d:
+    """Batch norm whose scale can be frozen at 1: only the bias then trains (with its own, larger lr)."""
+    norm = nn.BatchNorm2d(channels, eps=1e-12, momentum=momentum)
+    norm.weight.requires_grad_(train_weight)
+    return norm
+
+
+def conv_block(in_channels: int, out_channels: int, activation: type, batchnorm_momentum: float,
+               batchnorm_weight: bool, dirac_init: bool) -> nn.Sequential:
+    """conv - pool - BN - act - conv - BN - act: pooling right after the first conv halves the cost of the rest."""
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        conv3x3(in_channels, out_channels, dirac_init),
         nn.MaxPool2d(2),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
+        batch_norm(out_channels, batchnorm_momentum, batchnorm_weight),
+        activation(),
+        conv3x3(out_channels, out_channels, dirac_init),
+        batch_norm(out_channels, batchnorm_momentum, batchnorm_weight),
+        activation(),
     )
 
 
 class FastCNN(nn.Module):
-    """The default model, after airbench: a fixed 2x2 whitening stem, three conv blocks, dropout, dense."""
+    """The default model, after airbench94: a fixed 2x2 whitening conv, three conv blocks, max pool, dropout, dense."""
 
-    def __init__(self, num_classes: int, widths: list[int], dropout: float):
+    def __init__(self, num_classes: int, widths: list[int], activation: str, dropout: float,
+                 batchnorm_momentum: float, batchnorm_weight: bool, dirac_init: bool, output_scale: float):
         super().__init__()
         self.whiten = nn.Conv2d(3, 24, kernel_size=2)
         self.whiten.weight.requires_grad_(False)  # set from the data by init_whitening, then kept fixed
+        act = ACTIVATIONS[activation]
+        block_settings = (act, batchnorm_momentum, batchnorm_weight, dirac_init)
         self.features = nn.Sequential(
-            nn.ReLU(),
-            conv_block(24, widths[0]),
-            conv_block(widths[0], widths[1]),
-            conv_block(widths[1], widths[2]),
+            act(),
+            conv_block(24, widths[0], *block_settings),
+            conv_block(widths[0], widths[1], *block_settings),
+            conv_block(widths[1], widths[2], *block_settings),
             nn.AdaptiveMaxPool2d(1),
             nn.Flatten(),
         )
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(widths[2], num_classes, bias=False))
+        self.output_scale = output_scale  # small logits at the start: a calmer first epoch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(self.whiten(x)))
+        return self.classifier(self.features(self.whiten(x))) * self.output_scale
 
 
 @torch.no_grad()

@@ -19,9 +19,13 @@ OPTIMIZERS = {
     "nadam": (torch.optim.NAdam, {}),
 }
 ARCHS = ("fast_cnn", "seed_cnn")
+ACTIVATIONS = ("relu", "gelu")
 LR_SCHEDULES = ("onecycle", "constant")
-PRECISIONS = ("bf16", "fp32")
+FLIPS = ("alternating", "random", "none")
+TTA_VIEWS = ("mirror_translate", "mirror", "none")
+PRECISIONS = ("auto", "bf16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
+OPTIMIZER_EXTRAS = {"bias_lr_factor"}  # optimizer settings that are ours, not the torch.optim class's
 
 
 class StageError(Exception):
@@ -77,28 +81,37 @@ def _number(params: dict, key: str, low: float, high: float, integer=False, open
     return value
 
 
+def _bool(params: dict, key: str) -> bool:
+    value = get(params, key)
+    _require(isinstance(value, bool), key, "true | false", value)
+    return value
+
+
 def check_data(params: dict) -> None:
     _number(params, "seed", 0, 2**32 - 1, integer=True)
     _number(params, "data.val_fraction", 0, 1, open_low=True, open_high=True)
-    raw_dir = Path(get(params, "data.raw_dir"))
-    if not (raw_dir / "train").is_dir() or not (raw_dir / "test").is_dir():
-        raise StageError(
-            f"params.yaml: 'data.raw_dir' is '{raw_dir}', which has no train/ and test/ folders; "
-            "run `make data` (dvc pull) or `make download`, or point it at an image folder "
-            "laid out as train/<class>/* and test/<class>/*"
-        )
+    raw = Path(get(params, "data.raw"))
+    if not raw.exists():
+        raise StageError(f"params.yaml: 'data.raw' is '{raw}', which does not exist; run `make data` (dvc pull) or "
+                         "`make download`, or point it at a tar archive or image folder laid out as "
+                         "train/<class>/* and test/<class>/*")
 
 
 def check_model(params: dict) -> None:
     arch = _choice(params, "model.arch", ARCHS)
-    settings = get(params, f"model.{arch}")
     widths = get(params, f"model.{arch}.widths")
     count = 3 if arch == "fast_cnn" else 2
     ok = isinstance(widths, list) and len(widths) == count and all(isinstance(w, int) and w > 0 for w in widths)
     _require(ok, f"model.{arch}.widths", f"a list of {count} positive integers", widths)
     _number(params, f"model.{arch}.dropout", 0, 1, open_high=True)
-    if "dense" in settings:
-        _number(params, f"model.{arch}.dense", 1, 1e6, integer=True)
+    if arch == "fast_cnn":
+        _choice(params, "model.fast_cnn.activation", ACTIVATIONS)
+        _number(params, "model.fast_cnn.batchnorm_momentum", 0, 1, open_low=True)
+        _bool(params, "model.fast_cnn.batchnorm_weight")
+        _bool(params, "model.fast_cnn.dirac_init")
+        _number(params, "model.fast_cnn.output_scale", 0, 1e3, open_low=True)
+    else:
+        _number(params, "model.seed_cnn.dense", 1, 1e6, integer=True)
 
 
 def check_optimizer(params: dict) -> None:
@@ -109,11 +122,13 @@ def check_optimizer(params: dict) -> None:
         _require(section in OPTIMIZERS, f"optimizers.{section}", " | ".join(OPTIMIZERS), section)
         _require(isinstance(settings, dict), f"optimizers.{section}", "a mapping of keyword arguments", settings)
         optimizer_class, fixed = OPTIMIZERS[section]
-        accepted = set(inspect.signature(optimizer_class).parameters) - {"params"} - set(fixed)
+        accepted = set(inspect.signature(optimizer_class).parameters) - {"params"} - set(fixed) | OPTIMIZER_EXTRAS
         for key in settings:
             _require(key in accepted, f"optimizers.{section}.{key}",
                      f"a keyword of {optimizer_class.__name__}: " + ", ".join(sorted(accepted)), key)
         _number(params, f"optimizers.{section}.lr", 0, 1e3, open_low=True)
+        if "bias_lr_factor" in settings:
+            _number(params, f"optimizers.{section}.bias_lr_factor", 0, 1e6, open_low=True)
 
 
 def check_train(params: dict) -> None:
@@ -122,17 +137,22 @@ def check_train(params: dict) -> None:
     _number(params, "train.batch_size", 1, 1_000_000, integer=True)
     _choice(params, "train.lr_schedule", LR_SCHEDULES)
     _number(params, "train.warmup_fraction", 0, 1, open_high=True)
+    _number(params, "train.lr_start_factor", 0, 1)
+    _number(params, "train.lr_end_factor", 0, 1)
     _number(params, "train.label_smoothing", 0, 1, open_high=True)
+    _choice(params, "train.flip", FLIPS)
     _number(params, "train.translate", 0, 16, integer=True)
-    _require(isinstance(get(params, "train.augment"), bool), "train.augment", "true | false",
-             get(params, "train.augment"))
-    check_eval(params)
+    _number(params, "train.whiten_bias_epochs", 0, 10_000, integer=True)
+    _number(params, "train.lookahead_every", 0, 10_000, integer=True)
+    _number(params, "train.lookahead_decay", 0, 1, open_high=True)
+    _choice(params, "train.precision", PRECISIONS)
+    _choice(params, "train.device", DEVICES)
     check_model(params)
     check_optimizer(params)
 
 
 def check_eval(params: dict) -> None:
-    _require(isinstance(get(params, "train.tta"), bool), "train.tta", "true | false", get(params, "train.tta"))
+    _choice(params, "evaluate.tta", TTA_VIEWS)
     _choice(params, "train.precision", PRECISIONS)
     _choice(params, "train.device", DEVICES)
     _number(params, "train.batch_size", 1, 1_000_000, integer=True)

@@ -1,4 +1,4 @@
-"""Stage prepare: decode the raw image folder, check it, split train/validation, write compact arrays.
+"""Stage prepare: decode the raw images (a tar archive or a folder), split train/validation, write compact arrays.
 
 Outputs: data/prepared/{train,val,test}.npz, metrics/data.json, plots/data/samples.png.
 """
@@ -11,9 +11,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from stages.data import list_classes, read_image_folder, save_split, scale_pixels, stratified_split  # noqa: E402
+from stages.data import read_dataset, save_split, scale_pixels, stratified_split  # noqa: E402
 from stages.outputs import DATA_METRICS, SAMPLES_PNG, save_figure, write_json  # noqa: E402
-from stages.params import StageError, check_data, load_params, run_stage  # noqa: E402
+from stages.params import check_data, load_params, run_stage  # noqa: E402
 
 
 def split_summary(images: np.ndarray, labels: np.ndarray, class_names: list[str]) -> dict:
@@ -49,17 +49,11 @@ def plot_samples(images: np.ndarray, labels: np.ndarray, class_names: list[str],
 def main() -> None:
     params = load_params()
     check_data(params)
-    raw_dir = Path(params["data"]["raw_dir"])
-    class_names = list_classes(raw_dir / "train")
-    if list_classes(raw_dir / "test") != class_names:
-        raise StageError(f"{raw_dir}/train and {raw_dir}/test have different class folders; they must match")
-
-    print(f"decoding {raw_dir} ...", flush=True)
-    labelled_images, labelled_labels = read_image_folder(raw_dir / "train", class_names)
-    test_images, test_labels = read_image_folder(raw_dir / "test", class_names)
-    if test_images.shape[1:] != labelled_images.shape[1:]:
-        raise StageError(f"{raw_dir}: test images are {test_images.shape[1:]}, training images "
-                         f"{labelled_images.shape[1:]}; they must be the same size")
+    raw = Path(params["data"]["raw"])
+    print(f"reading and decoding {raw} ...", flush=True)
+    class_names, raw_splits = read_dataset(raw)
+    labelled_images, labelled_labels = raw_splits["train"]
+    test_images, test_labels = raw_splits["test"]
     train_idx, val_idx = stratified_split(labelled_labels, params["data"]["val_fraction"], params["seed"])
     splits = {
         "train": (labelled_images[train_idx], labelled_labels[train_idx]),

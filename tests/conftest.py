@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +32,17 @@ def make_image_folder(root: Path, per_class: dict, size: int = 16, seed: int = 0
     return root
 
 
-def tiny_params(raw_dir: str = "data/raw/cifar10") -> dict:
-    """The repository's params.yaml, shrunk: small model, one epoch, small batches, CPU."""
+def make_archive(folder: Path, archive: Path) -> Path:
+    """folder packed as archive, under a top folder named like the archive: the layout of cifar10.tar."""
+    with tarfile.open(archive, "w") as tar:
+        tar.add(folder, arcname=archive.stem)
+    return archive
+
+
+def tiny_params(raw: str = "data/raw/cifar10") -> dict:
+    """The repository's params.yaml, shrunk: small model, two epochs, small batches, CPU."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["data"]["raw_dir"] = raw_dir
+    params["data"]["raw"] = raw
     params["model"]["fast_cnn"]["widths"] = [8, 16, 16]
     params["model"]["seed_cnn"]["widths"] = [4, 8]
     params["model"]["seed_cnn"]["dense"] = 16
@@ -83,16 +91,18 @@ def dvc(*args: str, cwd: Path) -> str:
 
 
 def make_dvc_repo(repo: Path, params: dict) -> Path:
-    """A committed copy of the repository's code whose data is a tiny image folder tracked by DVC."""
+    """A committed copy of the repository's code whose data is a tiny tar archive tracked by DVC."""
     shutil.copytree(REPO / "stages", repo / "stages", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("dvc.yaml", ".gitignore", "data/raw/.gitignore"):
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / name, repo / name)
-    write_params(repo, params)
-    make_image_folder(repo / "data/raw/cifar10", {"train": 10, "test": 4})
+    write_params(repo, {**params, "data": {**params["data"], "raw": "data/raw/cifar10.tar"}})
+    folder = make_image_folder(repo / "images/cifar10", {"train": 10, "test": 4})
+    make_archive(folder, repo / "data/raw/cifar10.tar")
+    shutil.rmtree(repo / "images")
     run(["git", "init", "-q", "-b", "main"], repo)
     dvc("init", "-q", cwd=repo)
-    dvc("add", "-q", "data/raw/cifar10", cwd=repo)
+    dvc("add", "-q", "data/raw/cifar10.tar", cwd=repo)
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-q", "-m", "tiny copy"], repo)
     return repo

@@ -2,36 +2,76 @@ import numpy as np
 import pytest
 import torch
 
-from stages.data import (decode_images, flip_half, list_classes, list_images, load_split, read_image_folder,
-                         save_split, scale_pixels, stratified_split, translate)
+from stages.data import (decode_images, flip_where, load_split, read_dataset, read_raw_files, save_split,
+                         scale_pixels, stratified_split, translate)
 from stages.params import StageError
-from tests.conftest import CLASSES, make_image_folder
+from tests.conftest import CLASSES, make_archive, make_image_folder
 
 
 def test_image_folder_gives_classes_from_folder_names(image_folder):
-    assert list_classes(image_folder / "train") == CLASSES
-    images, labels = read_image_folder(image_folder / "train", CLASSES)
+    class_names, splits = read_dataset(image_folder)
+    assert class_names == CLASSES
+    images, labels = splits["train"]
     assert images.shape == (120, 16, 16, 3) and images.dtype == np.uint8
     assert np.bincount(labels).tolist() == [40, 40, 40]
+    assert splits["test"][0].shape == (30, 16, 16, 3)
+
+
+def test_archive_reads_the_same_as_its_folder(image_folder, tmp_path):
+    archive = make_archive(image_folder, tmp_path / "cifar10.tar")
+    from_folder, from_archive = read_dataset(image_folder), read_dataset(archive)
+    assert from_archive[0] == from_folder[0]
+    for split in ("train", "test"):
+        for folder_array, archive_array in zip(from_folder[1][split], from_archive[1][split]):
+            assert np.array_equal(folder_array, archive_array)
+
+
+def test_hidden_and_foreign_files_are_skipped(tmp_path):
+    root = make_image_folder(tmp_path / "data", {"train": 2, "test": 1})
+    (root / "train/circle/.0000.png").write_bytes((root / "train/circle/0000.png").read_bytes())
+    (root / "train/circle/notes.txt").write_text("not an image")
+    (root / "README.md").write_text("about the data")
+    assert len(read_dataset(root)[1]["train"][1]) == 6
 
 
 def test_parallel_decoding_keeps_file_order(image_folder):
-    paths, _ = list_images(image_folder / "test", CLASSES)
-    assert np.array_equal(decode_images(paths, workers=3), decode_images(paths, workers=1))
+    files = [file for file in read_raw_files(image_folder) if file[0].startswith("test/")]
+    assert np.array_equal(decode_images(files, workers=3), decode_images(files, workers=1))
 
 
-def test_empty_class_folder_is_an_error(tmp_path):
-    (tmp_path / "train/cat").mkdir(parents=True)
-    with pytest.raises(StageError, match="train/cat holds no images"):
-        list_images(tmp_path / "train", ["cat"])
+def test_missing_split_is_an_error(tmp_path):
+    make_image_folder(tmp_path / "data", {"train": 2})
+    with pytest.raises(StageError, match="holds no test/<class>/<image> files"):
+        read_dataset(tmp_path / "data")
+
+
+def test_classes_must_match_across_splits(image_folder, tmp_path):
+    root = make_image_folder(tmp_path / "data", {"train": 2, "test": 1})
+    (root / "test/circle").rename(root / "test/oval")
+    with pytest.raises(StageError, match="train and test have different class folders"):
+        read_dataset(root)
+
+
+def test_unreadable_image_is_named(tmp_path):
+    root = make_image_folder(tmp_path / "data", {"train": 2, "test": 1})
+    (root / "train/cross/0001.png").write_bytes(b"not a png")
+    with pytest.raises(StageError, match="train/cross/0001.png is not a readable image"):
+        read_dataset(root)
 
 
 def test_images_of_different_sizes_are_named(tmp_path):
     make_image_folder(tmp_path / "a", {"train": 2}, size=16)
     make_image_folder(tmp_path / "b", {"train": 2}, size=8)
-    paths = [*list_images(tmp_path / "a/train", CLASSES)[0], *list_images(tmp_path / "b/train", CLASSES)[0]]
-    with pytest.raises(StageError, match="images differ in size: .* is 16x16, .* is 8x8"):
-        decode_images(paths, workers=2)
+    files = [(f"a/{path}", data) for path, data in read_raw_files(tmp_path / "a")]
+    files += [(f"b/{path}", data) for path, data in read_raw_files(tmp_path / "b")]
+    with pytest.raises(StageError, match="images differ in size: a/.* is 16x16, b/.* is 8x8"):
+        decode_images(files, workers=2)
+
+
+def test_neither_folder_nor_archive_is_an_error(tmp_path):
+    (tmp_path / "data.zip").write_bytes(b"PK")
+    with pytest.raises(StageError, match="'data.raw' is '.*data.zip', which is neither an image folder nor a tar"):
+        read_raw_files(tmp_path / "data.zip")
 
 
 def test_stratified_split_is_seeded_disjoint_and_keeps_class_shares():
@@ -58,13 +98,12 @@ def test_load_split_missing_says_run_prepare(tmp_path):
         load_split("train", prepared_dir=tmp_path)
 
 
-def test_flip_half_mirrors_some_images_and_keeps_the_rest():
-    images = torch.arange(64 * 3 * 4 * 4, dtype=torch.float32).reshape(64, 3, 4, 4)
-    flipped = flip_half(images, torch.Generator().manual_seed(0))
-    mirrored = [torch.equal(f, i.flip(-1)) for f, i in zip(flipped, images)]
-    unchanged = [torch.equal(f, i) for f, i in zip(flipped, images)]
-    assert all(m or u for m, u in zip(mirrored, unchanged))
-    assert 10 < sum(mirrored) < 54
+def test_flip_where_mirrors_exactly_the_chosen_images():
+    images = torch.arange(6 * 3 * 4 * 4, dtype=torch.float32).reshape(6, 3, 4, 4)
+    mask = torch.tensor([True, False, True, False, False, True])
+    flipped = flip_where(images, mask)
+    for image, out, chosen in zip(images, flipped, mask):
+        assert torch.equal(out, image.flip(-1) if chosen else image)
 
 
 def test_translate_shifts_within_bounds_and_reflects():

@@ -1,5 +1,6 @@
 """The download path's conversion, offline, on a tiny archive in the official CIFAR-10 format."""
 
+import io
 import pickle
 import tarfile
 
@@ -7,13 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages.data import list_classes, read_image_folder
-from stages.download import BATCHES, convert_archive
+from stages.data import decode_images, group_by_split, read_raw_files
+from stages.download import BATCHES, convert_release
 
 CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
-def write_official_archive(tmp_path, per_batch=4):
+def write_official_release(tmp_path, per_batch=4):
     """cifar-10-python.tar.gz as released: pickled batches of rows of 3072 bytes (R plane, G, B)."""
     rng = np.random.default_rng(0)
     batches_dir = tmp_path / "cifar-10-batches-py"
@@ -34,27 +35,40 @@ def write_official_archive(tmp_path, per_batch=4):
 
 
 def test_conversion_is_lossless_and_in_the_pipeline_layout(tmp_path):
-    archive, contents = write_official_archive(tmp_path)
-    out_dir = tmp_path / "data/raw/cifar10"
-    out_dir.parent.mkdir(parents=True)
-    convert_archive(archive, out_dir)
+    release, contents = write_official_release(tmp_path)
+    archive = tmp_path / "data/raw/cifar10.tar"
+    archive.parent.mkdir(parents=True)
+    convert_release(release, archive)
 
+    files = dict(read_raw_files(archive))
     data, labels = contents["test_batch"]
     first = data[0].reshape(3, 32, 32).transpose(1, 2, 0)
-    class_name = CLASS_NAMES[labels[0]]
-    assert np.array_equal(np.asarray(Image.open(out_dir / "test" / class_name / "0000.png")), first)
+    png = files[f"cifar10/test/{CLASS_NAMES[labels[0]]}/0000.png"]
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), first)
 
-    present = sorted({CLASS_NAMES[label] for _, batch_labels in contents.values() for label in batch_labels})
-    train_images, _ = read_image_folder(out_dir / "train", list_classes(out_dir / "train"))
+    layout = group_by_split(list(files.items()), archive)
+    train_files = [file for class_files in layout["train"].values() for file in class_files]
+    train_images = decode_images(train_files)
     assert train_images.shape == (20, 32, 32, 3)
-    assert set(list_classes(out_dir / "train")) | set(list_classes(out_dir / "test")) == set(present)
     train_pixels = np.concatenate([contents[name][0] for name in BATCHES["train"]])
     train_pixels = train_pixels.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     assert sorted(map(bytes, train_images)) == sorted(map(bytes, train_pixels))
 
 
 def test_conversion_refuses_to_overwrite(tmp_path):
-    archive, _ = write_official_archive(tmp_path, per_batch=1)
-    (tmp_path / "existing").mkdir()
+    release, _ = write_official_release(tmp_path, per_batch=1)
+    (tmp_path / "existing.tar").write_bytes(b"")
     with pytest.raises(FileExistsError, match="already exists; remove it first"):
-        convert_archive(archive, tmp_path / "existing")
+        convert_release(release, tmp_path / "existing.tar")
+
+
+def test_release_members_outside_the_folder_are_refused(tmp_path):
+    release = tmp_path / "evil.tar.gz"
+    with tarfile.open(release, "w:gz") as tar:
+        member = tarfile.TarInfo("../escaped.txt")
+        member.size = 4
+        tar.addfile(member, io.BytesIO(b"evil"))
+    (tmp_path / "out").mkdir()
+    with pytest.raises(tarfile.OutsideDestinationError):
+        convert_release(release, tmp_path / "out/cifar10.tar")
+    assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "out/escaped.txt").exists()

@@ -42,8 +42,8 @@ def test_val_fraction_outside_open_interval_is_refused(workdir, params, fraction
 
 
 def test_missing_data_folder_says_how_to_get_it(workdir, params):
-    params["data"]["raw_dir"] = "data/raw/nowhere"
-    with pytest.raises(StageError, match=r"'data.raw_dir' is 'data/raw/nowhere'.*make data.*make download"):
+    params["data"]["raw"] = "data/raw/nowhere.tar"
+    with pytest.raises(StageError, match=r"'data.raw' is 'data/raw/nowhere.tar', which does not exist.*make data"):
         check_data(params)
 
 
