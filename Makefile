@@ -5,7 +5,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: pipeline test setup data download lint bench study
+.PHONY: pipeline test setup data download lint bench ablation study readme
 
 ## set up, pull the data, run every stage, show the metrics
 pipeline: data
@@ -37,13 +37,23 @@ download: setup
 	python -m stages.download --out data/raw/cifar10.tar
 	dvc add data/raw/cifar10.tar
 
-## measure training speed against a naive baseline, and the pipeline's overheads (bench/results.json)
+## measure training speed against the machine's peak, and the pipeline's overheads (bench/results.json)
 bench: pipeline
 	python -m stages.bench
+	python -m stages.readme
+
+## what each piece of the training recipe is worth: queued DVC experiments at a shorter budget (metrics/ablation.json)
+ablation: pipeline
+	python -m stages.ablation
+	python -m stages.readme
 
 ## the optimizer study: a learning-rate sweep and one run per optimizer, as queued DVC experiments
 study: pipeline
 	python -m stages.study
+
+## rewrite the README's generated tables from metrics/ and bench/
+readme: setup
+	python -m stages.readme
 
 lint: setup
 	ruff check stages tests

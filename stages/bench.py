@@ -1,11 +1,12 @@
-"""Benchmark: how fast this machine trains the default model, against a naive PyTorch baseline.
+"""Benchmark: how fast this machine trains the default model, against its own peak and a naive baseline.
 
     python -m stages.bench            (or: make bench)
     python -m stages.bench --profile  (where the pipeline's training step spends its time)
 
-Prints, from one run on the current machine, and writes to bench/results.json:
-peak matmul rates (fp32, bf16); naive-baseline and pipeline training throughput and their ratio;
-the pipeline's achieved FLOP rate as a share of the bf16 peak; `prepare` time; no-op `dvc repro` time;
+Prints, from one run on the current machine, and writes to bench/results.json: peak matmul rates (fp32,
+bf16); the pipeline's training throughput and achieved FLOP rate as a share of the peak at the precision it
+trains in; the training compute of the default params (metrics/train.json) and the training time it implies
+at that rate; a naive PyTorch loop's throughput for context; `prepare` time; no-op `dvc repro` time;
 `dvc pull` time from a fresh clone; peak memory per stage. Throughputs are measured interleaved and
 repeated, and the median reported, because these machines are shared and noisy.
 """
@@ -18,6 +19,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from datetime import date
@@ -26,14 +28,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import yaml
-from torch.utils.flop_counter import FlopCounterMode
 
 from stages.data import load_split
 from stages.models import build_model
-from stages.training import (build_optimizer, build_schedule, channel_stats, setup_torch, stats_tensors,
-                             train_one_epoch)
+from stages.outputs import TRAIN_METRICS
+from stages.training import (build_optimizer, build_schedule, channel_stats, resolve_precision, setup_torch,
+                             stats_tensors, to_input, train_one_epoch, training_batches, training_flops_per_image)
 
 RESULTS_JSON = Path("bench/results.json")
+RAW_DVC_FILE = "data/raw/cifar10.tar.dvc"
 REPEATS = 3
 STEPS = 12  # timed training steps per throughput measurement
 STAGES = ("prepare", "train", "evaluate", "plot")
@@ -57,26 +60,22 @@ def matmul_peak(dtype: torch.dtype, size: int = 4096) -> float:
     return 2 * size**3 / median_seconds(lambda: torch.matmul(a, b)) / 1e9
 
 
-def training_flops_per_image(model, batch: torch.Tensor) -> float:
-    """Forward plus backward FLOPs per image, counted by PyTorch's FLOP counter."""
-    with FlopCounterMode(display=False) as counter:
-        model(batch).sum().backward()
-    model.zero_grad(set_to_none=True)
-    return counter.get_total_flops() / len(batch)
-
-
 def pipeline_loop(params: dict, model, device, images, labels, mean, std, steps: int):
     """The pipeline's own training loop over `steps` batches, warmed up once: uint8 arrays in memory,
-    whole-batch augmentation, bf16, channels-last. Returns a function that runs it again."""
+    whole-batch augmentation, the training precision, channels-last. Returns a function that runs it again."""
     train_params = params["train"]
     optimizer = build_optimizer(params["optimizer"], params["optimizers"][params["optimizer"]], model)
-    schedule = build_schedule(optimizer, "constant", 1, 0.0)
+    schedule = build_schedule(optimizer, {**train_params, "lr_schedule": "constant"}, 1)
     count = train_params["batch_size"] * steps
     generator = torch.Generator().manual_seed(0)
+    flip_bits = torch.zeros(count, dtype=torch.bool)
+    precision = resolve_precision(train_params["precision"], device)
 
     def run(desc: str = "pipeline") -> None:
-        train_one_epoch(model, optimizer, schedule, images[:count], labels[:count], mean, std, train_params, device,
-                        generator, desc=desc)
+        batches = training_batches(images[:count], labels[:count], mean, std, train_params, device, generator, 0,
+                                   flip_bits)
+        train_one_epoch(model, optimizer, schedule, batches, steps, precision, train_params["label_smoothing"],
+                        device, desc=desc)
 
     run("warm-up")
     return run
@@ -136,7 +135,7 @@ def stage_costs(repo: Path) -> dict:
         shutil.copytree(repo / "stages", scratch / "stages", ignore=shutil.ignore_patterns("__pycache__"))
         params = yaml.safe_load((repo / "params.yaml").read_text())
         params["train"]["epochs"] = 1
-        params["data"]["raw_dir"] = str((repo / params["data"]["raw_dir"]).resolve())
+        params["data"]["raw"] = str((repo / params["data"]["raw"]).resolve())
         (scratch / "params.yaml").write_text(yaml.safe_dump(params))
         costs = {}
         for stage in STAGES:
@@ -153,7 +152,7 @@ def noop_repro_seconds(repo: Path) -> float | None:
     return median_seconds(lambda: subprocess.run(["dvc", "repro"], cwd=repo, capture_output=True, check=True))
 
 
-def fresh_pull_seconds(repo: Path) -> float:
+def fresh_pull_seconds(repo: Path, dvc_file: str) -> float:
     """Seconds of `dvc pull` of the raw data in a fresh clone, with an empty cache."""
     with tempfile.TemporaryDirectory() as tmp:
         clone = Path(tmp) / "clone"
@@ -161,8 +160,17 @@ def fresh_pull_seconds(repo: Path) -> float:
         shared = repo.resolve().parent / "shared"
         if shared.exists():
             os.symlink(shared, Path(tmp) / "shared")
-        seconds, _ = run_measured(["dvc", "pull", "-q", "data/raw/cifar10.dvc"], clone)
+        seconds, _ = run_measured(["dvc", "pull", "-q", dvc_file], clone)
     return seconds
+
+
+def train_folder(raw: Path, tmp: Path) -> Path:
+    """The raw data's train/ image folder, extracted from the archive when it is one (ImageFolder needs files)."""
+    if raw.is_dir():
+        return raw / "train"
+    with tarfile.open(raw) as archive:
+        archive.extractall(tmp, filter="data")
+    return next(tmp.glob("**/train"))
 
 
 def profile_training(params: dict, model, device, images, labels, mean, std) -> str:
@@ -184,53 +192,57 @@ def main() -> None:
     repo = Path.cwd()
     params = yaml.safe_load(Path("params.yaml").read_text())
     device = setup_torch(0, params["train"]["device"])
+    precision = resolve_precision(params["train"]["precision"], device)
     images, labels, class_names = load_split("train")
     mean, std = channel_stats(images[:5000])
     mean_t, std_t = stats_tensors(mean, std, device)
     images, labels = torch.from_numpy(images), torch.from_numpy(labels)
+
+    def new_model():
+        model = build_model(params["model"], len(class_names), images.shape[1])
+        return model.to(device, memory_format=torch.channels_last)
+
     if profile_only:
-        model = build_model(params["model"], len(class_names), images.shape[1]).to(memory_format=torch.channels_last)
-        print(profile_training(params, model, device, images, labels, mean_t, std_t))
+        print(profile_training(params, new_model(), device, images, labels, mean_t, std_t))
         return
 
     print("peak matmul rates ...", flush=True)
-    peak_fp32, peak_bf16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
+    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    flops_per_image = training_flops_per_image(new_model(), to_input(images[:64], mean_t, std_t, device))
 
-    model = build_model(params["model"], len(class_names), images.shape[1]).to(memory_format=torch.channels_last)
-    sample = (images[:64].permute(0, 3, 1, 2).float() / 255).contiguous(memory_format=torch.channels_last)
-    flops_per_image = training_flops_per_image(model, sample)
-
-    print("training throughput, naive baseline and pipeline, interleaved ...", flush=True)
+    print(f"training throughput ({precision}), pipeline and naive fp32 baseline, interleaved ...", flush=True)
     naive, pipeline = [], []
-    for _ in range(REPEATS):
-        naive.append(naive_throughput(params, build_model(params["model"], len(class_names), images.shape[1]),
-                                      Path(params["data"]["raw_dir"]) / "train", mean, std))
-        model = build_model(params["model"], len(class_names), images.shape[1])
-        pipeline.append(pipeline_throughput(params, model.to(memory_format=torch.channels_last), device,
-                                            images, labels, mean_t, std_t))
+    with tempfile.TemporaryDirectory() as tmp:
+        naive_dir = train_folder(Path(params["data"]["raw"]), Path(tmp))
+        for _ in range(REPEATS):
+            naive.append(naive_throughput(params, new_model().cpu(), naive_dir, mean, std))
+            pipeline.append(pipeline_throughput(params, new_model(), device, images, labels, mean_t, std_t))
     naive_ips, pipeline_ips = statistics.median(naive), statistics.median(pipeline)
     achieved_gflops = flops_per_image * pipeline_ips / 1e9
+    train_pflop = json.loads(TRAIN_METRICS.read_text())["train_pflop"]
 
     print("stage costs, no-op repro, fresh pull ...", flush=True)
+    noop_repro = noop_repro_seconds(repo)
     results = {
         "date": date.today().isoformat(),
         "machine": f"{platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} cores, "
                    f"{device.type}" + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""),
-        "model": params["model"]["arch"], "batch_size": params["train"]["batch_size"],
-        "peak_gflops_fp32": round(peak_fp32, 1), "peak_gflops_bf16": round(peak_bf16, 1),
+        "model": params["model"]["arch"], "batch_size": params["train"]["batch_size"], "precision": precision,
+        "peak_gflops_fp32": round(peaks["fp32"], 1), "peak_gflops_bf16": round(peaks["bf16"], 1),
         "train_mflop_per_image": round(flops_per_image / 1e6, 1),
-        "naive_images_per_second": round(naive_ips, 1), "pipeline_images_per_second": round(pipeline_ips, 1),
-        "speedup_over_naive": round(pipeline_ips / naive_ips, 2),
+        "pipeline_images_per_second": round(pipeline_ips, 1),
         "achieved_gflops": round(achieved_gflops, 1),
-        "share_of_bf16_peak": round(achieved_gflops / peak_bf16, 3),
+        "share_of_peak": round(achieved_gflops / peaks[precision], 3),
+        "share_of_bf16_peak": round(achieved_gflops / peaks["bf16"], 3),
+        "default_train_pflop": train_pflop,
+        "implied_train_seconds": round(train_pflop * 1e15 / (achieved_gflops * 1e9), 1),
+        "naive_images_per_second": round(naive_ips, 1),
+        "speedup_over_naive": round(pipeline_ips / naive_ips, 2),
         "stages": stage_costs(repo),
-        "noop_repro_seconds": noop_repro_seconds(repo),
-        "fresh_pull_seconds": round(fresh_pull_seconds(repo), 1),
+        "noop_repro_seconds": None if noop_repro is None else round(noop_repro, 2),
+        "fresh_pull_seconds": round(fresh_pull_seconds(repo, RAW_DVC_FILE), 1),
         "repeats": REPEATS,
     }
-    if results["noop_repro_seconds"] is not None:
-        results["noop_repro_seconds"] = round(results["noop_repro_seconds"], 2)
-    results["prepare_seconds"] = results["stages"]["prepare"]["seconds"]
     RESULTS_JSON.parent.mkdir(exist_ok=True)
     RESULTS_JSON.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

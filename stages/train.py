@@ -25,7 +25,7 @@ def summarise(history: list[dict], seconds: float, images_seen: int, train_flops
         "train_acc": final["train_acc"], "train_loss": final["train_loss"],
         "best_val_acc": best["val_acc"], "best_val_loss": min(row["val_loss"] for row in history),
         "best_epoch": best["epoch"], "epochs": len(history), "images_seen": images_seen,
-        "train_pflop": round(train_flops / 1e15, 4),
+        "train_pflop": float(f"{train_flops / 1e15:.4g}"),
         "train_seconds": round(seconds, 1), "images_per_second": round(images_seen / seconds, 1),
         "precision": precision, "device": device.type,
     }
@@ -49,8 +49,9 @@ def train(params: dict) -> tuple[torch.nn.Module, list[dict], dict]:
     val_images, val_labels, _ = load_split("val")
     mean, std = channel_stats(train_images)
     mean_t, std_t = stats_tensors(mean, std, device)
+    # on a GPU the uint8 images live on the device: batches are then cut and augmented there
     train_images, train_labels = torch.from_numpy(train_images).to(device), torch.from_numpy(train_labels).to(device)
-    val_images, val_labels = torch.from_numpy(val_images), torch.from_numpy(val_labels)
+    val_images, val_labels = torch.from_numpy(val_images).to(device), torch.from_numpy(val_labels)
 
     model = build_model(params["model"], len(class_names), train_images.shape[1])
     model = model.to(device, memory_format=torch.channels_last)

@@ -38,3 +38,18 @@ def test_checkpoint_rebuilds_the_same_model(tmp_path, params):
     x = torch.rand(2, 3, 16, 16)
     assert torch.equal(loaded.eval()(x), model(x))
     assert checkpoint["class_names"] == ["a", "b", "c"] and checkpoint["mean"] == [0.5] * 3
+
+
+def test_fast_cnn_recipe_settings_take_effect(params):
+    model = build_model(params["model"], 3, 16)
+    for conv in (m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)):
+        x = torch.rand(1, conv.in_channels, 5, 5)
+        passed = min(conv.in_channels, conv.out_channels)  # dirac init: the first filters pass their input through
+        assert torch.allclose(conv(x)[:, :passed], x[:, :passed], atol=1e-6)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(not n.weight.requires_grad and n.bias.requires_grad and n.momentum == 0.4 for n in norms)
+    assert not model.whiten.weight.requires_grad
+    unscaled = build_model({**params["model"], "fast_cnn": {**params["model"]["fast_cnn"], "output_scale": 1.0}}, 3, 16)
+    unscaled.load_state_dict(model.state_dict())
+    images = torch.rand(2, 3, 16, 16)
+    assert torch.allclose(model.eval()(images), unscaled.eval()(images) * 0.1111, atol=1e-6)

@@ -3,14 +3,21 @@ import sys
 
 import pytest
 
-from stages.params import StageError, check_data, check_plot, check_train, get
+from stages.params import StageError, check_data, check_eval, check_plot, check_train, get
 from tests.conftest import REPO, write_params
 
 
 def test_repository_params_are_valid(workdir, params):
     check_data(params)
     check_train(params)
+    check_eval(params)
     check_plot(params)
+
+
+def test_bad_test_time_views_are_named(params):
+    params["evaluate"]["tta"] = "flip"
+    with pytest.raises(StageError, match="'evaluate.tta' is 'flip'; allowed: mirror_translate | mirror | none"):
+        check_eval(params)
 
 
 @pytest.mark.parametrize("key, value, message", [
@@ -22,6 +29,12 @@ def test_repository_params_are_valid(workdir, params):
     ("model.fast_cnn.widths", [64, 128], "'model.fast_cnn.widths' is [64, 128]; allowed: a list of 3"),
     ("optimizers.nesterov.lr", 0, "'optimizers.nesterov.lr' is 0; allowed: a number in (0"),
     ("optimizers.nesterov.betas", [0.9, 0.99], "'optimizers.nesterov.betas' is 'betas'; allowed: a keyword of SGD"),
+    ("optimizers.nesterov.bias_lr_factor", 0, "'optimizers.nesterov.bias_lr_factor' is 0; allowed: a number in (0"),
+    ("train.flip", "sometimes", "'train.flip' is 'sometimes'; allowed: alternating | random | none"),
+    ("train.lookahead_every", -1, "'train.lookahead_every' is -1; allowed: an integer in [0, 10000]"),
+    ("train.precision", "fp16", "'train.precision' is 'fp16'; allowed: auto | bf16 | fp32"),
+    ("model.fast_cnn.activation", "tanh", "'model.fast_cnn.activation' is 'tanh'; allowed: relu | gelu"),
+    ("model.fast_cnn.dirac_init", "yes", "'model.fast_cnn.dirac_init' is 'yes'; allowed: true | false"),
 ])
 def test_bad_train_params_are_named(params, key, value, message):
     *parents, last = key.split(".")

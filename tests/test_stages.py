@@ -86,8 +86,8 @@ def test_training_is_repeatable(workdir):
 
 
 def test_diverging_training_stops_with_a_clear_error_and_no_model(workdir, params):
-    params["optimizer"] = "sgd"
-    params["optimizers"]["sgd"]["lr"] = 1000.0
+    params["optimizer"] = "nesterov"
+    params["optimizers"]["nesterov"]["lr"] = 1000.0
     params["train"].update(batch_size=8)
     write_params(workdir, params)
     prepare.main()

@@ -1,0 +1,108 @@
+"""The ablation: what each piece of the training recipe is worth on this machine, as queued DVC experiments.
+
+    python -m stages.ablation     (or: make ablation)
+
+1. Training pieces: the default params with `ablation.reference` applied (a shorter budget) is the reference
+   run; each entry of `ablation.runs` is the reference with a few more params changed (one piece removed or
+   swapped). Each run is a DVC experiment named ablate-<name>, so `dvc exp show` and `dvc exp diff` compare any
+   two, and an interrupted ablation keeps the runs that finished.
+2. Test-time augmentation: the committed model (models/model.pt) scored on the test split with each choice of
+   evaluate.tta; no retraining, so this part takes a minute.
+
+Writes metrics/ablation.json; `python -m stages.readme` turns it into the README's ablation table.
+"""
+
+import copy
+import time
+from pathlib import Path
+
+import torch
+
+from stages.data import load_split
+from stages.models import load_checkpoint
+from stages.outputs import MODEL_FILE, write_json
+from stages.params import TTA_VIEWS, StageError, _require, check_eval, check_train, get, load_params, run_stage
+from stages.study import collect, experiment_refs, run_queue
+from stages.training import loss_and_accuracy, predict, resolve_precision, setup_torch, stats_tensors
+
+ABLATION_JSON = Path("metrics/ablation.json")
+
+
+def with_changes(params: dict, changes: dict) -> dict:
+    """A copy of params with each dotted key of changes set; a key that params lacks is an error."""
+    changed = copy.deepcopy(params)
+    for key, value in changes.items():
+        get(params, key)
+        *parents, last = key.split(".")
+        section = changed
+        for part in parents:
+            section = section[part]
+        section[last] = value
+    return changed
+
+
+def check_ablation(params: dict) -> None:
+    """Every run's params must be valid before hours of training start."""
+    for key in ("ablation.reference", "ablation.runs"):
+        _require(isinstance(get(params, key), dict), key, "a mapping of params keys to values", get(params, key))
+    reference = with_changes(params, params["ablation"]["reference"])
+    for name, changes in {"reference": {}, **params["ablation"]["runs"]}.items():
+        _require(isinstance(changes, dict), f"ablation.runs.{name}", "a mapping of params keys to values", changes)
+        changed = with_changes(reference, changes)
+        check_train(changed)
+        check_eval(changed)
+
+
+def training_rows(params: dict) -> list[dict]:
+    """Queue and run the reference and every ablation run; one row of results per run, in params order."""
+    ablation = params["ablation"]
+    changes = {"reference": {}, **ablation["runs"]}
+    runs = {f"ablate-{name}": {**ablation["reference"], **change} for name, change in changes.items()}
+    run_queue(runs)
+    refs = experiment_refs()
+    rows = []
+    for name, change in changes.items():
+        result = collect(f"ablate-{name}", refs)
+        row = {"name": name, "changes": change, "status": result["status"]}
+        if result["status"] == "ok":
+            row.update(test_acc=result["test"]["accuracy"], train_pflop=result["train"]["train_pflop"],
+                       train_seconds=result["train"]["train_seconds"])
+        rows.append(row)
+    return rows
+
+
+def tta_rows(params: dict) -> list[dict]:
+    """Test accuracy of the committed model with each set of test-time views."""
+    if not MODEL_FILE.exists():
+        raise StageError(f"{MODEL_FILE} not found; run the pipeline first (dvc repro)")
+    device = setup_torch(params["seed"], params["train"]["device"])
+    precision = resolve_precision(params["train"]["precision"], device)
+    model, checkpoint = load_checkpoint(MODEL_FILE)
+    model = model.to(device, memory_format=torch.channels_last)
+    mean, std = stats_tensors(checkpoint["mean"], checkpoint["std"], device)
+    images, labels, _ = load_split("test")
+    images, labels = torch.from_numpy(images), torch.from_numpy(labels)
+    rows = []
+    for tta in TTA_VIEWS:
+        started = time.perf_counter()
+        logits = predict(model, images, mean, std, device, params["train"]["batch_size"], precision, tta)
+        rows.append({"tta": tta, "test_acc": round(loss_and_accuracy(logits, labels)[1], 5),
+                     "seconds": round(time.perf_counter() - started, 1)})
+    return rows
+
+
+def main() -> None:
+    params = load_params()
+    check_ablation(params)
+    started = time.perf_counter()
+    tta = tta_rows(params)
+    rows = training_rows(params)
+    write_json(ABLATION_JSON, {"reference": params["ablation"]["reference"], "runs": rows, "tta": tta,
+                               "minutes": round((time.perf_counter() - started) / 60, 1)})
+    for row in rows:
+        print(row)
+    print(f"wrote {ABLATION_JSON}; run `python -m stages.readme` to update the README's table")
+
+
+if __name__ == "__main__":
+    run_stage(main)

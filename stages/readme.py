@@ -1,0 +1,146 @@
+"""The README's tables, generated from the committed results, so that every number they show is one a file holds.
+
+    python -m stages.readme       rewrite the generated blocks of README.md in place
+
+tests/test_readme.py fails when README.md differs from what this writes. A generated block sits between
+`<!-- generated: NAME -->` and `<!-- end: NAME -->`; everything outside the blocks is prose.
+"""
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+README = Path("README.md")
+BLOCK = re.compile(r"(<!-- generated: (\w+) -->\n).*?(<!-- end: \2 -->)", re.S)
+TTA_NAMES = {"mirror_translate": "6-view TTA", "mirror": "mirror TTA", "none": "no TTA"}
+TARGET_ACCURACY, TARGET_PFLOP = 0.93, 0.30  # issue 7: 93% test accuracy with at most 0.30 PFLOP of training
+
+
+def read_json(root: Path, path: str) -> dict:
+    return json.loads((root / path).read_text())
+
+
+def percent(value: float) -> str:
+    return f"{value * 100:.2f}%"
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+# ----------------------------------------------------------------------------- one function per block
+
+def results_block(root: Path) -> str:
+    evaluated = read_json(root, "metrics/evaluate.json")
+    trained = read_json(root, "metrics/train.json")
+    fit = read_json(root, "metrics/fit.json")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    tta = TTA_NAMES[params["evaluate"]["tta"]]
+    mflop = trained["train_pflop"] * 1e9 / trained["images_seen"]
+    return table(["what", "value", "file"], [
+        [f"test accuracy ({evaluated['test_images']:,} official test images, {tta})",
+         f"**{percent(evaluated['accuracy'])}**", "`metrics/evaluate.json`"],
+        ["test loss (cross-entropy)", f"{evaluated['loss']:.4f}", "`metrics/evaluate.json`"],
+        ["macro precision / recall / F1",
+         f"{evaluated['macro_precision']:.4f} / {evaluated['macro_recall']:.4f} / {evaluated['macro_f1']:.4f}",
+         "`metrics/evaluate.json`"],
+        [f"validation accuracy, last epoch / best (epoch {trained['best_epoch']} of {trained['epochs']})",
+         f"{percent(trained['val_acc'])} / {percent(trained['best_val_acc'])}", "`metrics/train.json`"],
+        ["training compute (FLOP counter x images seen)",
+         f"**{trained['train_pflop']:.3f} PFLOP** ({trained['images_seen']:,} images, {mflop:.0f} MFLOP each)",
+         "`metrics/train.json`"],
+        [f"training time ({trained['epochs']} epochs, validation included, {trained['precision']} on "
+         f"{trained['device']})", f"{trained['train_seconds']:,.0f} s, {trained['images_per_second']:,.0f} images/s",
+         "`metrics/train.json`"],
+        ["fit diagnosis", f"{fit['verdict']}: {fit['evidence']}", "`metrics/fit.json`"],
+        [f"target: ≥ {TARGET_ACCURACY:.1%} with ≤ {TARGET_PFLOP:.2f} PFLOP", target_verdict(evaluated, trained), ""],
+    ])
+
+
+def target_verdict(evaluated: dict, trained: dict) -> str:
+    if trained["train_pflop"] > TARGET_PFLOP:
+        return f"**missed**: {trained['train_pflop']:.3f} PFLOP is over the budget"
+    shortfall = (TARGET_ACCURACY - evaluated["accuracy"]) * 100
+    return "met" if shortfall <= 0 else f"**missed by {shortfall:.2f} points** of accuracy"
+
+
+def classes_block(root: Path) -> str:
+    per_class = read_json(root, "metrics/classes.json")
+    return table(["class", "precision", "recall", "F1", "support"], [
+        [name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1-score']:.3f}", f"{row['support']:.0f}"]
+        for name, row in per_class.items()])
+
+
+def bench_block(root: Path) -> str:
+    bench = read_json(root, "bench/results.json")
+    precision = bench["precision"]
+    stages = bench["stages"]
+    noop = bench["noop_repro_seconds"]
+    return table(["what", "measured", "target"], [
+        ["machine", f"{bench['machine']}, {bench['date']}", ""],
+        ["peak matmul (4096², `torch.matmul`), fp32 / bf16",
+         f"{bench['peak_gflops_fp32']:.0f} / {bench['peak_gflops_bf16']:.0f} GFLOP/s", ""],
+        [f"pipeline training throughput ({precision}, batch {bench['batch_size']})",
+         f"{bench['pipeline_images_per_second']:.0f} images/s x {bench['train_mflop_per_image']:.0f} MFLOP "
+         f"= {bench['achieved_gflops']:.0f} GFLOP/s", ""],
+        [f"share of the {precision} peak (the precision training uses here)", f"**{percent(bench['share_of_peak'])}**",
+         f"≥ 80%: {verdict(bench['share_of_peak'] >= 0.8)}"],
+        ["share of the bf16 peak", percent(bench["share_of_bf16_peak"]), ""],
+        ["default training compute, and the time it implies at this rate",
+         f"{bench['default_train_pflop']:.3f} PFLOP, {bench['implied_train_seconds']:,.0f} s", ""],
+        ["naive loop for context (fp32, `ImageFolder` + `DataLoader`)",
+         f"{bench['naive_images_per_second']:.0f} images/s (the pipeline is {bench['speedup_over_naive']:.2f}x faster)",
+         ""],
+        ["`prepare` on the full dataset", f"**{stages['prepare']['seconds']:.1f} s**",
+         f"≤ 10 s: {verdict(stages['prepare']['seconds'] <= 10)}"],
+        ["no-op `dvc repro`", "not measured (pipeline not up to date)" if noop is None else f"**{noop:.2f} s**",
+         f"≤ 1.5 s: {verdict(noop is not None and noop <= 1.5)}"],
+        ["`dvc pull` of the raw data, fresh clone", f"**{bench['fresh_pull_seconds']:.1f} s**",
+         f"≤ 5 s: {verdict(bench['fresh_pull_seconds'] <= 5)}"],
+        ["peak memory: " + " / ".join(stages), " / ".join(f"{cost['peak_memory_gb']:.2f}" for cost in stages.values())
+         + " GB", ""],
+    ])
+
+
+def ablation_block(root: Path) -> str:
+    ablation = read_json(root, "metrics/ablation.json")
+    reference = next(row for row in ablation["runs"] if row["name"] == "reference")
+    rows = []
+    for row in ablation["runs"]:
+        change = ", ".join(f"`{key}: {json.dumps(value)}`" for key, value in row["changes"].items()) or "none"
+        if row["status"] != "ok":
+            rows.append([row["name"], change, row["status"], "", "", ""])
+            continue
+        delta = "" if row is reference else f"{(row['test_acc'] - reference['test_acc']) * 100:+.2f}"
+        rows.append([row["name"], change, percent(row["test_acc"]), delta, f"{row['train_pflop']:.3f}",
+                     f"{row['train_seconds']:,.0f}"])
+    tta_rows = [[TTA_NAMES[row["tta"]], percent(row["test_acc"]), f"{row['seconds']:.0f}"] for row in ablation["tta"]]
+    return (table(["run", "change from the reference", "test accuracy", "Δ points", "PFLOP", "train s"], rows)
+            + "\nTest-time augmentation, on the committed model:\n\n"
+            + table(["test-time views", "test accuracy", "evaluation s"], tta_rows))
+
+
+BLOCKS = {"results": results_block, "classes": classes_block, "bench": bench_block, "ablation": ablation_block}
+
+
+def render(readme: str, root: Path = Path(".")) -> str:
+    """readme with every generated block rewritten from the files under root."""
+    return BLOCK.sub(lambda match: match.group(1) + BLOCKS[match.group(2)](root) + match.group(3), readme)
+
+
+def main() -> None:
+    readme = README.read_text()
+    README.write_text(render(readme))
+    print(f"rewrote the generated blocks of {README}: {', '.join(m.group(2) for m in BLOCK.finditer(readme))}")
+
+
+if __name__ == "__main__":
+    main()

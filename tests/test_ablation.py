@@ -1,0 +1,45 @@
+"""The ablation: its params checks, and the whole command on a real DVC queue with tiny data."""
+
+import json
+
+import pytest
+
+from stages.ablation import check_ablation, with_changes
+from stages.params import StageError
+from tests.conftest import dvc, make_dvc_repo, run, tiny_params
+
+
+def test_with_changes_sets_dotted_keys_on_a_copy(params):
+    changed = with_changes(params, {"train.epochs": 7, "model.fast_cnn.widths": [4, 8, 8]})
+    assert changed["train"]["epochs"] == 7 and changed["model"]["fast_cnn"]["widths"] == [4, 8, 8]
+    assert params["train"]["epochs"] == 2
+
+
+def test_a_misspelt_or_invalid_run_is_refused_before_any_training(params):
+    params["ablation"] = {"reference": {"train.epochs": 1}, "runs": {"typo": {"train.epoch": 3}}}
+    with pytest.raises(StageError, match="'train.epoch' is missing"):
+        check_ablation(params)
+    params["ablation"]["runs"] = {"bad": {"train.flip": "sometimes"}}
+    with pytest.raises(StageError, match="'train.flip' is 'sometimes'; allowed: alternating | random | none"):
+        check_ablation(params)
+
+
+def test_ablation_runs_on_a_real_dvc_queue(tmp_path):
+    params = tiny_params()
+    params["train"].update(epochs=1, batch_size=8)
+    params["ablation"] = {"reference": {"train.whiten_bias_epochs": 0},
+                          "runs": {"random-flip": {"train.flip": "random"}}}
+    repo = make_dvc_repo(tmp_path / "repo", params)
+    dvc("repro", cwd=repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-q", "-m", "baseline"], repo)
+
+    output = run(["python", "-m", "stages.ablation"], repo)
+    assert "wrote metrics/ablation.json" in output
+    ablation = json.loads((repo / "metrics/ablation.json").read_text())
+    assert [row["name"] for row in ablation["runs"]] == ["reference", "random-flip"]
+    assert ablation["runs"][1]["changes"] == {"train.flip": "random"}
+    for row in ablation["runs"]:
+        assert row["status"] == "ok" and 0 <= row["test_acc"] <= 1 and row["train_pflop"] > 0
+    assert [row["tta"] for row in ablation["tta"]] == ["mirror_translate", "mirror", "none"]
+    assert "ablate-random-flip" in dvc("exp", "show", "--no-pager", "--csv", cwd=repo)

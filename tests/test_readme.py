@@ -1,0 +1,14 @@
+"""The README's tables are generated from the committed results: a stale number fails here."""
+
+from stages.readme import BLOCK, BLOCKS, render
+from tests.conftest import REPO
+
+
+def test_readme_has_every_generated_block_once():
+    names = [match.group(2) for match in BLOCK.finditer((REPO / "README.md").read_text())]
+    assert sorted(names) == sorted(BLOCKS)
+
+
+def test_readme_tables_match_the_committed_results():
+    readme = (REPO / "README.md").read_text()
+    assert render(readme, REPO) == readme, "README.md is out of date: run `python -m stages.readme` and commit it"

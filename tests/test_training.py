@@ -1,0 +1,106 @@
+"""The recipe's pieces in stages/training.py, each on tiny tensors."""
+
+import pytest
+import torch
+from torch import nn
+
+from stages.models import build_model
+from stages.training import (Lookahead, build_optimizer, build_schedule, predict, resolve_precision,
+                             training_batches, training_flops_per_image)
+
+
+def test_batch_norm_biases_get_their_own_lr_and_decay(params):
+    model = build_model(params["model"], 3, 16)
+    optimizer = build_optimizer("nesterov", {"lr": 0.5, "momentum": 0.85, "weight_decay": 0.01,
+                                             "bias_lr_factor": 64}, model)
+    others, norm_biases = optimizer.param_groups
+    assert norm_biases["lr"] == 32 and norm_biases["weight_decay"] == pytest.approx(0.01 / 64)
+    assert others["lr"] == 0.5 and others["weight_decay"] == 0.01 and others["nesterov"]
+    bn_biases = {id(m.bias) for m in model.modules() if isinstance(m, nn.BatchNorm2d)}
+    assert {id(p) for p in norm_biases["params"]} == bn_biases
+    frozen = {id(m.weight) for m in model.modules() if isinstance(m, nn.BatchNorm2d)} | {id(model.whiten.weight)}
+    assert not frozen & {id(p) for p in others["params"]}
+
+
+def test_onecycle_schedule_rises_then_falls_to_the_end_factor():
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    train_params = {"lr_schedule": "onecycle", "warmup_fraction": 0.25, "lr_start_factor": 0.2,
+                    "lr_end_factor": 0.07}
+    schedule = build_schedule(optimizer, train_params, total_steps=100)
+    rates = []
+    for _ in range(100):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert rates[0] == pytest.approx(0.2) and max(rates) == pytest.approx(1.0) and rates.index(1.0) == 25
+    assert rates[-1] == pytest.approx(0.07 + 0.93 / 75)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.07)
+
+
+def test_lookahead_pulls_weights_to_their_average_and_ends_on_it():
+    model = nn.Linear(1, 1, bias=False)
+    nn.init.zeros_(model.weight)
+    lookahead = Lookahead(model, every=2, decay=0.5, total_steps=4)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    lookahead.step(1)  # not a multiple of every: nothing happens
+    assert model.weight.item() == 1.0
+    lookahead.step(2)  # decay 0.5**2 * (2/4)**3 = 1/32: the average moves 31/32 of the way to the weights
+    assert model.weight.item() == pytest.approx(31 / 32)
+    with torch.no_grad():
+        model.weight.fill_(5.0)
+    lookahead.finish()
+    assert model.weight.item() == pytest.approx(31 / 32)
+
+
+def test_alternating_flip_mirrors_every_image_in_the_next_epoch():
+    images = torch.randint(0, 256, (8, 4, 4, 3), dtype=torch.uint8)
+    labels = torch.arange(8)  # the label says which image a batch row is
+    train_params = {"batch_size": 8, "flip": "alternating", "translate": 0}
+    mean, std = torch.zeros(1, 3, 1, 1), torch.ones(1, 3, 1, 1)
+    generator = torch.Generator().manual_seed(0)
+    flip_bits = torch.rand(8, generator=generator) < 0.5
+    plain = images.permute(0, 3, 1, 2).float() / 255
+    orientations = []
+    for epoch in range(3):
+        (x, y), = training_batches(images, labels, mean, std, train_params, torch.device("cpu"), generator, epoch,
+                                   flip_bits)
+        mirrored = {int(label): torch.equal(row, plain[label].flip(-1)) for row, label in zip(x, y)}
+        assert all(mirrored[i] or torch.equal(row, plain[i]) for i, row in zip(y.tolist(), x))
+        orientations.append([mirrored[i] for i in range(8)])
+    assert orientations[0] == flip_bits.tolist()
+    assert orientations[1] == [not m for m in orientations[0]] and orientations[2] == orientations[0]
+
+
+def test_frozen_whitening_bias_saves_the_first_blocks_input_gradient(params):
+    model = build_model(params["model"], 3, 16)
+    sample = torch.rand(2, 3, 16, 16)
+    trained = training_flops_per_image(model, sample)
+    model.whiten.bias.requires_grad_(False)
+    frozen = training_flops_per_image(model, sample)
+    assert 0 < frozen < trained
+    assert model.whiten.bias.grad is None  # counted on a copy: the model itself is untouched
+
+
+def test_six_view_tta_weights_the_unshifted_pair_as_much_as_the_four_shifted_views(params):
+    torch.manual_seed(0)
+    model = build_model(params["model"], 3, 16).eval()
+    images = torch.randint(0, 256, (4, 16, 16, 3), dtype=torch.uint8)
+    mean, std = torch.zeros(1, 3, 1, 1), torch.ones(1, 3, 1, 1)
+    args = (model, images, mean, std, torch.device("cpu"), 4, "fp32")
+    x = images.permute(0, 3, 1, 2).float() / 255
+    padded = nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+    with torch.no_grad():
+        views = [x, padded[..., :16, :16], padded[..., 2:, 2:]]
+        mirrored = [(model(v) + model(v.flip(-1))) / 2 for v in views]
+    assert torch.allclose(predict(*args, tta="none"), model(x), atol=1e-5)
+    assert torch.allclose(predict(*args, tta="mirror"), mirrored[0], atol=1e-5)
+    expected = mirrored[0] / 2 + (mirrored[1] + mirrored[2]) / 4
+    assert torch.allclose(predict(*args, tta="mirror_translate"), expected, atol=1e-5)
+
+
+def test_precision_auto_is_bf16_only_where_the_cpu_computes_it():
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert resolve_precision("auto", cpu) == ("bf16" if native else "fp32")
