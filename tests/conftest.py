@@ -106,3 +106,11 @@ def make_dvc_repo(repo: Path, params: dict) -> Path:
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-q", "-m", "tiny copy"], repo)
     return repo
+
+
+def repro_and_commit(repo: Path) -> Path:
+    """Run the pipeline in a repository from make_dvc_repo and commit its results, as a baseline."""
+    dvc("repro", cwd=repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-q", "-m", "baseline results"], repo)
+    return repo

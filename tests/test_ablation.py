@@ -6,7 +6,7 @@ import pytest
 
 from stages.ablation import check_ablation, with_changes
 from stages.params import StageError
-from tests.conftest import dvc, make_dvc_repo, run, tiny_params
+from tests.conftest import dvc, make_dvc_repo, repro_and_commit, run, tiny_params
 
 
 def test_with_changes_sets_dotted_keys_on_a_copy(params):
@@ -30,9 +30,7 @@ def test_ablation_runs_on_a_real_dvc_queue(tmp_path):
     params["ablation"] = {"reference": {"train.whiten_bias_epochs": 0},
                           "runs": {"random-flip": {"train.flip": "random"}}}
     repo = make_dvc_repo(tmp_path / "repo", params)
-    dvc("repro", cwd=repo)
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-q", "-m", "baseline"], repo)
+    repro_and_commit(repo)
 
     output = run(["python", "-m", "stages.ablation"], repo)
     assert "wrote metrics/ablation.json" in output

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import dvc, make_dvc_repo, run, tiny_params
+from tests.conftest import dvc, make_dvc_repo, repro_and_commit, tiny_params
 
 
 @pytest.fixture(scope="module")
@@ -17,10 +17,7 @@ def repo(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def reproduced(repo) -> Path:
-    dvc("repro", cwd=repo)
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-q", "-m", "baseline results"], repo)
-    return repo
+    return repro_and_commit(repo)
 
 
 def test_repro_writes_metrics_and_plots_that_parse(reproduced):

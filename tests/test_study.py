@@ -6,7 +6,7 @@ import pytest
 
 from stages.params import StageError
 from stages.study import check_study, markdown_table, pick_learning_rates, table_row
-from tests.conftest import dvc, make_dvc_repo, run, tiny_params
+from tests.conftest import dvc, make_dvc_repo, repro_and_commit, run, tiny_params
 
 HISTORY = [{"epoch": 1, "train_acc": 0.5, "val_acc": 0.55, "val_loss": 1.2},
            {"epoch": 2, "train_acc": 0.8, "val_acc": 0.72, "val_loss": 0.9}]
@@ -52,9 +52,7 @@ def test_study_runs_on_a_real_dvc_queue(tmp_path):
     params["study"] = {"optimizers": ["sgd", "adam"], "epochs": 2, "sweep_epochs": 1, "sweep_factors": [1],
                        "target_val_acc": 0.5}
     repo = make_dvc_repo(tmp_path / "repo", params)
-    dvc("repro", cwd=repo)
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-q", "-m", "baseline"], repo)
+    repro_and_commit(repo)
 
     output = run(["python", "-m", "stages.study"], repo)
     assert "wrote metrics/optimizers.json" in output
