@@ -12,7 +12,6 @@
 Writes metrics/ablation.json; `python -m stages.readme` turns it into the README's ablation table.
 """
 
-import copy
 import time
 from pathlib import Path
 
@@ -22,23 +21,10 @@ from stages.data import load_split
 from stages.models import load_checkpoint
 from stages.outputs import MODEL_FILE, write_json
 from stages.params import TTA_VIEWS, StageError, _require, check_eval, check_train, get, load_params, run_stage
-from stages.study import collect, experiment_refs, run_queue
+from stages.study import collect, run_queue, with_changes
 from stages.training import loss_and_accuracy, predict, resolve_precision, setup_torch, stats_tensors
 
 ABLATION_JSON = Path("metrics/ablation.json")
-
-
-def with_changes(params: dict, changes: dict) -> dict:
-    """A copy of params with each dotted key of changes set; a key that params lacks is an error."""
-    changed = copy.deepcopy(params)
-    for key, value in changes.items():
-        get(params, key)
-        *parents, last = key.split(".")
-        section = changed
-        for part in parents:
-            section = section[part]
-        section[last] = value
-    return changed
 
 
 def check_ablation(params: dict) -> None:
@@ -58,8 +44,7 @@ def training_rows(params: dict) -> list[dict]:
     ablation = params["ablation"]
     changes = {"reference": {}, **ablation["runs"]}
     runs = {f"ablate-{name}": {**ablation["reference"], **change} for name, change in changes.items()}
-    run_queue(runs)
-    refs = experiment_refs()
+    refs = run_queue(runs)
     rows = []
     for name, change in changes.items():
         result = collect(f"ablate-{name}", refs)
@@ -94,11 +79,9 @@ def tta_rows(params: dict) -> list[dict]:
 def main() -> None:
     params = load_params()
     check_ablation(params)
-    started = time.perf_counter()
     tta = tta_rows(params)
     rows = training_rows(params)
-    write_json(ABLATION_JSON, {"reference": params["ablation"]["reference"], "runs": rows, "tta": tta,
-                               "minutes": round((time.perf_counter() - started) / 60, 1)})
+    write_json(ABLATION_JSON, {"reference": params["ablation"]["reference"], "runs": rows, "tta": tta})
     for row in rows:
         print(row)
     print(f"wrote {ABLATION_JSON}; run `python -m stages.readme` to update the README's table")

@@ -13,6 +13,7 @@ in `dvc exp show` and comparable with `dvc exp diff` and `dvc plots diff`. Same 
 schedule for every optimizer: only the optimizer and its own settings change.
 """
 
+import copy
 import csv
 import io
 import json
@@ -20,6 +21,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import yaml
 
 import matplotlib
 
@@ -48,10 +51,9 @@ def dvc(*args: str, check: bool = True) -> str:
     return command(sys.executable, "-m", "dvc", *args, check=check)
 
 
-def experiment_refs() -> dict[str, str]:
-    """Experiment name -> commit, for the experiments based on the current commit."""
-    head = command("git", "rev-parse", "HEAD").strip()
-    prefix = f"refs/exps/{head[:2]}/{head[2:]}/"
+def experiment_refs(base: str) -> dict[str, str]:
+    """Experiment name -> commit, for the experiments based on commit `base`."""
+    prefix = f"refs/exps/{base[:2]}/{base[2:]}/"
     lines = command("git", "for-each-ref", "--format=%(refname) %(objectname)", prefix).splitlines()
     return {ref.removeprefix(prefix): sha for ref, sha in (line.split() for line in lines)}
 
@@ -60,20 +62,57 @@ def read_at(sha: str, path: str) -> str:
     return command("git", "show", f"{sha}:{path}")
 
 
-def run_queue(runs: dict[str, dict]) -> None:
-    """Queue one experiment per run (name -> params to set) and run the queue to the end, one at a time."""
-    stale = [name for name in runs if name in experiment_refs()]
+def with_changes(params: dict, changes: dict) -> dict:
+    """A copy of params with each dotted key of changes set; a key that params lacks is an error."""
+    changed = copy.deepcopy(params)
+    for key, value in changes.items():
+        get(params, key)
+        *parents, last = key.split(".")
+        section = changed
+        for part in parents:
+            section = section[part]
+        section[last] = value
+    return changed
+
+
+def ran_with(sha: str, overrides: dict) -> bool:
+    """Whether experiment commit sha ran with today's params.yaml plus overrides (then its result still holds).
+
+    The study's and the ablation's own sections do not count: they list runs, no stage reads them.
+    """
+    def pipeline_params(params: dict) -> dict:
+        return {key: value for key, value in params.items() if key not in ("study", "ablation")}
+
+    ran = yaml.safe_load(read_at(sha, "params.yaml"))
+    return pipeline_params(ran) == pipeline_params(with_changes(load_params(), overrides))
+
+
+def run_queue(runs: dict[str, dict]) -> dict[str, str]:
+    """Queue one experiment per run (name -> params to set) and run the queue to the end, one at a time.
+
+    An experiment that already ran from this commit with the same params is kept, not re-run, so an
+    interrupted study or ablation resumes where it stopped. Returns experiment name -> commit of the
+    experiments based on the commit they were queued from, so a commit made while the queue runs does
+    not hide them.
+    """
+    base = command("git", "rev-parse", "HEAD").strip()
+    existing = experiment_refs(base)
+    finished = [name for name in runs if name in existing and ran_with(existing[name], runs[name])]
+    stale = [name for name in runs if name in existing and name not in finished]
     if stale:
         dvc("exp", "remove", *stale)
-    for name, overrides in runs.items():
+    if finished:
+        print(f"kept {len(finished)} experiments that already ran with the same params: {', '.join(finished)}")
+    todo = [name for name in runs if name not in finished]
+    for name in todo:
         dvc("exp", "run", "--queue", "--force", "-n", name,
-            *[arg for key, value in overrides.items() for arg in ("-S", f"{key}={json.dumps(value)}")])
-    print(f"running {len(runs)} queued experiments: {', '.join(runs)}", flush=True)
+            *[arg for key, value in runs[name].items() for arg in ("-S", f"{key}={json.dumps(value)}")])
+    print(f"running {len(todo)} queued experiments: {', '.join(todo)}", flush=True)
     dvc("queue", "start", "--jobs", "1")
     while True:  # `dvc queue start` returns at once; the worker runs the queue in the background
         status = dvc("queue", "status")
         if " Queued " not in status and " Running " not in status:
-            break
+            return experiment_refs(base)
         time.sleep(5)
 
 
@@ -186,15 +225,13 @@ def main() -> None:
     started = time.perf_counter()
 
     runs = sweep_runs(params)
-    run_queue(runs)
-    refs = experiment_refs()
+    refs = run_queue(runs)
     chosen = pick_learning_rates(params, runs, {name: collect(name, refs) for name in runs})
 
     finals = {f"study-{optimizer}": {"optimizer": optimizer, f"optimizers.{optimizer}.lr": choice["lr"],
                                      "train.epochs": study["epochs"]}
               for optimizer, choice in chosen.items() if choice["lr"] is not None}
-    run_queue(finals)
-    refs = experiment_refs()
+    refs = run_queue(finals)
     results = {optimizer: collect(f"study-{optimizer}", refs) if chosen[optimizer]["lr"] is not None
                else {"status": "diverged at every lr"} for optimizer in study["optimizers"]}
 

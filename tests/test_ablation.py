@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from stages.ablation import check_ablation, with_changes
+from stages.ablation import check_ablation
 from stages.params import StageError
-from tests.conftest import dvc, make_dvc_repo, repro_and_commit, run, tiny_params
+from stages.study import with_changes
+from tests.conftest import dvc, make_dvc_repo, repro_and_commit, run, tiny_params, write_params
 
 
 def test_with_changes_sets_dotted_keys_on_a_copy(params):
@@ -41,3 +42,13 @@ def test_ablation_runs_on_a_real_dvc_queue(tmp_path):
         assert row["status"] == "ok" and 0 <= row["test_acc"] <= 1 and row["train_pflop"] > 0
     assert [row["tta"] for row in ablation["tta"]] == ["mirror_translate", "mirror", "none"]
     assert "ablate-random-flip" in dvc("exp", "show", "--no-pager", "--csv", cwd=repo)
+
+    # Run again with one run changed: the unchanged run is kept (resume), the changed one re-runs.
+    params["ablation"]["runs"] = {"random-flip": {"train.flip": "none"}}
+    write_params(repo, {**params, "data": {**params["data"], "raw": "data/raw/cifar10.tar"}})
+    output = run(["python", "-m", "stages.ablation"], repo)
+    assert "kept 1 experiments that already ran with the same params: ablate-reference" in output
+    assert "running 1 queued experiments: ablate-random-flip" in output
+    rerun = json.loads((repo / "metrics/ablation.json").read_text())
+    assert rerun["runs"][0] == ablation["runs"][0]
+    assert rerun["runs"][1]["changes"] == {"train.flip": "none"} and rerun["runs"][1]["status"] == "ok"
