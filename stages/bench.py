@@ -164,6 +164,16 @@ def fresh_pull_seconds(repo: Path, dvc_file: str) -> float:
     return seconds
 
 
+def machine_name(device: torch.device) -> str:
+    """The CPU's model name, its cores and whether it computes bf16 natively (or the GPU's name)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name()
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")]
+    bf16 = "bf16 instructions" if resolve_precision("auto", device) == "bf16" else "no bf16 instructions"
+    return f"{names[0] if names else platform.machine()}, {len(os.sched_getaffinity(0))} cores, {bf16}"
+
+
 def train_folder(raw: Path, tmp: Path) -> Path:
     """The raw data's train/ image folder, extracted from the archive when it is one (ImageFolder needs files)."""
     if raw.is_dir():
@@ -225,8 +235,7 @@ def main() -> None:
     noop_repro = noop_repro_seconds(repo)
     results = {
         "date": date.today().isoformat(),
-        "machine": f"{platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} cores, "
-                   f"{device.type}" + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""),
+        "machine": machine_name(device),
         "model": params["model"]["arch"], "batch_size": params["train"]["batch_size"], "precision": precision,
         "peak_gflops_fp32": round(peaks["fp32"], 1), "peak_gflops_bf16": round(peaks["bf16"], 1),
         "train_mflop_per_image": round(flops_per_image / 1e6, 1),
