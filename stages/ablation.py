@@ -2,10 +2,10 @@
 
     python -m stages.ablation     (or: make ablation)
 
-1. Training pieces: the default params with `ablation.reference` applied (a shorter budget) is the reference
-   run; each entry of `ablation.runs` is the reference with a few more params changed (one piece removed or
-   swapped). Each run is a DVC experiment named ablate-<name>, so `dvc exp show` and `dvc exp diff` compare any
-   two, and an interrupted ablation keeps the runs that finished.
+1. Training pieces: the default params with `ablation.reference` applied (a shorter budget, and here
+   airbench's wider blocks) is the reference run; each entry of `ablation.runs` is the reference with a few
+   more params changed (one piece removed or swapped). Each run is a DVC experiment named ablate-<name>, so
+   `dvc exp show` and `dvc exp diff` compare any two, and an interrupted ablation keeps the runs that finished.
 2. Test-time augmentation: the committed model (models/model.pt) scored on the test split with each choice of
    evaluate.tta; no retraining, so this part takes a minute.
 

@@ -75,16 +75,15 @@ def with_changes(params: dict, changes: dict) -> dict:
     return changed
 
 
-def ran_with(sha: str, overrides: dict) -> bool:
-    """Whether experiment commit sha ran with today's params.yaml plus overrides (then its result still holds).
+def pipeline_params(params: dict) -> dict:
+    """params without the study's and the ablation's own sections: they list runs, no stage reads them."""
+    return {key: value for key, value in params.items() if key not in ("study", "ablation")}
 
-    The study's and the ablation's own sections do not count: they list runs, no stage reads them.
-    """
-    def pipeline_params(params: dict) -> dict:
-        return {key: value for key, value in params.items() if key not in ("study", "ablation")}
 
+def ran_with(sha: str, params: dict, overrides: dict) -> bool:
+    """Whether experiment commit sha ran with params plus overrides (then its result still holds)."""
     ran = yaml.safe_load(read_at(sha, "params.yaml"))
-    return pipeline_params(ran) == pipeline_params(with_changes(load_params(), overrides))
+    return pipeline_params(ran) == pipeline_params(with_changes(params, overrides))
 
 
 def run_queue(runs: dict[str, dict]) -> dict[str, str]:
@@ -96,8 +95,8 @@ def run_queue(runs: dict[str, dict]) -> dict[str, str]:
     not hide them.
     """
     base = command("git", "rev-parse", "HEAD").strip()
-    existing = experiment_refs(base)
-    finished = [name for name in runs if name in existing and ran_with(existing[name], runs[name])]
+    existing, params = experiment_refs(base), load_params()
+    finished = [name for name in runs if name in existing and ran_with(existing[name], params, runs[name])]
     stale = [name for name in runs if name in existing and name not in finished]
     if stale:
         dvc("exp", "remove", *stale)
