@@ -5,7 +5,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: pipeline test setup data download lint bench ablation study readme
+.PHONY: pipeline test setup data download lint bench ablation study readme report
 
 ## set up, pull the data, run every stage, show the metrics
 pipeline: data
@@ -42,7 +42,7 @@ bench: pipeline
 	python -m stages.bench
 	python -m stages.readme
 
-## what each piece of the training recipe is worth: queued DVC experiments at a shorter budget (metrics/ablation.json)
+## what each piece of the training recipe is worth: queued DVC experiments at a shorter budget (reports/ablation.json)
 ablation: pipeline
 	python -m stages.ablation
 	python -m stages.readme
@@ -50,6 +50,12 @@ ablation: pipeline
 ## the optimizer study: a learning-rate sweep and one run per optimizer, as queued DVC experiments
 study: pipeline
 	python -m stages.study
+
+## a Markdown review of two revisions or experiments (params, metrics, fit, figures): review/report.md
+OLD ?= main
+NEW ?= workspace
+report: setup
+	python -m stages.report $(OLD) $(NEW)
 
 ## rewrite the README's generated tables from metrics/ and bench/
 readme: setup

@@ -9,7 +9,7 @@
 2. Test-time augmentation: the committed model (models/model.pt) scored on the test split with each choice of
    evaluate.tta; no retraining, so this part takes a minute.
 
-Writes metrics/ablation.json; `python -m stages.readme` turns it into the README's ablation table.
+Writes reports/ablation.json; `python -m stages.readme` turns it into the README's ablation table.
 """
 
 import time
@@ -24,7 +24,7 @@ from stages.params import TTA_VIEWS, StageError, _require, check_eval, check_tra
 from stages.study import collect, run_queue, with_changes
 from stages.training import loss_and_accuracy, predict, resolve_precision, setup_torch, stats_tensors
 
-ABLATION_JSON = Path("metrics/ablation.json")
+ABLATION_JSON = Path("reports/ablation.json")
 
 
 def check_ablation(params: dict) -> None:
@@ -50,7 +50,7 @@ def training_rows(params: dict) -> list[dict]:
         result = collect(f"ablate-{name}", refs)
         row = {"name": name, "changes": change, "status": result["status"]}
         if result["status"] == "ok":
-            row.update(test_acc=result["test"]["accuracy"], train_pflop=result["train"]["train_pflop"],
+            row.update(test_acc=result["test"]["test_acc"], train_pflop=result["train"]["train_pflop"],
                        train_seconds=result["train"]["train_seconds"])
         rows.append(row)
     return rows

@@ -5,8 +5,8 @@
 
 Prints, from one run on the current machine, and writes to bench/results.json: peak matmul rates (fp32,
 bf16); the pipeline's training throughput and achieved FLOP rate as a share of the peak at the precision it
-trains in; the training compute of the default params (metrics/train.json) and the training time it implies
-at that rate; a naive PyTorch loop's throughput for context; `prepare` time; no-op `dvc repro` time;
+trains in; the training compute of the default params (metrics/train/metrics.json) and the training time it
+implies at that rate; a naive PyTorch loop's throughput for context; `prepare` time; no-op `dvc repro` time;
 `dvc pull` time from a fresh clone; peak memory per stage. Throughputs are measured interleaved and
 repeated, and the median reported, because these machines are shared and noisy.
 """

@@ -1,25 +1,25 @@
 """Stage evaluate: test loss and accuracy, confusion matrix and classification report on the test split.
 
-Outputs: metrics/evaluate.json, metrics/classes.json, plots/evaluate/confusion.csv.
+Outputs: metrics/evaluate.json (the headline numbers), plots/evaluate/classes.csv (precision, recall, F1 and
+support per class), plots/evaluate/confusion.csv (one row per test image).
 """
 
 import torch
-from sklearn.metrics import classification_report, confusion_matrix
+from sklearn.metrics import classification_report, confusion_matrix, f1_score
 
 from stages.data import load_split
 from stages.models import load_checkpoint
-from stages.outputs import (CLASS_METRICS, CONFUSION_CSV, EVALUATE_METRICS, MODEL_FILE, write_csv,
-                            write_json)
+from stages.outputs import CLASSES_CSV, CONFUSION_CSV, EVALUATE_METRICS, MODEL_FILE, write_csv, write_json
 from stages.params import StageError, check_eval, load_params, run_stage
 from stages.training import loss_and_accuracy, predict, resolve_precision, setup_torch, stats_tensors
 
 
-def report(labels, predictions, class_names: list[str]) -> dict:
-    """scikit-learn's classification report, rounded, keyed by class name and by average."""
+def class_rows(labels, predictions, class_names: list[str]) -> list[dict]:
+    """scikit-learn's classification report, one rounded row per class."""
     full = classification_report(labels, predictions, labels=range(len(class_names)), target_names=class_names,
                                  output_dict=True, zero_division=0)
-    return {name: {key: round(value, 5) for key, value in row.items()} for name, row in full.items()
-            if isinstance(row, dict)}
+    return [{"class": name, "precision": round(full[name]["precision"], 5), "recall": round(full[name]["recall"], 5),
+             "f1": round(full[name]["f1-score"], 5), "support": int(full[name]["support"])} for name in class_names]
 
 
 def main() -> None:
@@ -43,14 +43,13 @@ def main() -> None:
                      tta=params["evaluate"]["tta"])
     loss, accuracy = loss_and_accuracy(logits, test_labels)
     predictions = logits.argmax(1).numpy()
-    per_class = report(test_labels.numpy(), predictions, class_names)
+    per_class = class_rows(test_labels.numpy(), predictions, class_names)
+    macro_f1 = f1_score(test_labels.numpy(), predictions, labels=range(len(class_names)), average="macro",
+                        zero_division=0)
 
-    metrics = {"accuracy": round(accuracy, 5), "loss": round(loss, 5), "test_images": len(test_labels)}
-    for average in ("macro avg", "weighted avg"):
-        for key in ("precision", "recall", "f1-score"):
-            metrics[f"{average.split()[0]}_{key.replace('-score', '')}"] = per_class[average][key]
-    write_json(EVALUATE_METRICS, metrics)
-    write_json(CLASS_METRICS, {name: per_class[name] for name in class_names})
+    write_json(EVALUATE_METRICS, {"test_acc": round(accuracy, 5), "test_loss": round(loss, 5),
+                                  "macro_f1": round(macro_f1, 5)})
+    write_csv(CLASSES_CSV, per_class)
     write_csv(CONFUSION_CSV, [{"actual": class_names[a], "predicted": class_names[p]}
                               for a, p in zip(test_labels.tolist(), predictions.tolist())])
 

@@ -6,19 +6,24 @@ import os
 from pathlib import Path
 
 # Every file the pipeline writes (dvc.yaml lists the same), so stages agree on where things are.
+# metrics/: small numbers compared across experiments (DVC metrics); plots/: chart data and figures;
+# reports/: tables and text for people, Git-tracked but not DVC metrics.
 PREPARED_DIR = Path("data/prepared")
-DATA_METRICS = Path("metrics/data.json")
-SAMPLES_PNG = Path("plots/data/samples.png")
 MODEL_FILE = Path("models/model.pt")
-TRAIN_METRICS = Path("metrics/train.json")
+LIVE_DIR = Path("metrics/train")  # DVCLive's folder: it rewrites metrics.json there after every epoch
+TRAIN_METRICS = LIVE_DIR / "metrics.json"
+TIMING_METRICS = Path("metrics/timing.json")
 HISTORY_CSV = Path("plots/train/history.csv")
 EVALUATE_METRICS = Path("metrics/evaluate.json")
-CLASS_METRICS = Path("metrics/classes.json")
+CLASSES_CSV = Path("plots/evaluate/classes.csv")
 CONFUSION_CSV = Path("plots/evaluate/confusion.csv")
+FIT_METRICS = Path("metrics/fit.json")
+FIT_REPORT = Path("reports/fit.md")
+DATA_REPORT = Path("reports/data.json")
+SAMPLES_PNG = Path("plots/data/samples.png")
 CURVES_PNG = Path("plots/train/curves.png")
 CONFUSION_PNG = Path("plots/evaluate/confusion.png")
 MISCLASSIFIED_PNG = Path("plots/evaluate/misclassified.png")
-FIT_METRICS = Path("metrics/fit.json")
 
 
 def _replace(path: Path, write) -> None:
@@ -30,6 +35,10 @@ def _replace(path: Path, write) -> None:
 
 def write_json(path: Path, data: dict) -> None:
     _replace(Path(path), lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
+
+
+def write_text(path: Path, text: str) -> None:
+    _replace(Path(path), lambda tmp: tmp.write_text(text))
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:

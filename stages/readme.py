@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from stages.outputs import read_csv
+
 README = Path("README.md")
 BLOCK = re.compile(r"(<!-- generated: (\w+) -->\n).*?(<!-- end: \2 -->)", re.S)
 TTA_NAMES = {"mirror_translate": "6-view TTA", "mirror": "mirror TTA", "none": "no TTA"}
@@ -40,27 +42,27 @@ def verdict(ok: bool) -> str:
 
 def results_block(root: Path) -> str:
     evaluated = read_json(root, "metrics/evaluate.json")
-    trained = read_json(root, "metrics/train.json")
-    fit = read_json(root, "metrics/fit.json")
+    trained = read_json(root, "metrics/train/metrics.json")
+    timing = read_json(root, "metrics/timing.json")
+    test_images = read_json(root, "reports/data.json")["test"]["images"]
+    history = read_csv(root / "plots/train/history.csv")
+    best_epoch = max(history, key=lambda row: float(row["val_acc"]))["epoch"]
+    fit = (root / "reports/fit.md").read_text().strip()
     params = yaml.safe_load((root / "params.yaml").read_text())
     tta = TTA_NAMES[params["evaluate"]["tta"]]
-    mflop = trained["train_pflop"] * 1e9 / trained["images_seen"]
+    epochs = trained["step"]
     return table(["what", "value", "file"], [
-        [f"test accuracy ({evaluated['test_images']:,} official test images, {tta})",
-         f"**{percent(evaluated['accuracy'])}**", "`metrics/evaluate.json`"],
-        ["test loss (cross-entropy)", f"{evaluated['loss']:.4f}", "`metrics/evaluate.json`"],
-        ["macro precision / recall / F1",
-         f"{evaluated['macro_precision']:.4f} / {evaluated['macro_recall']:.4f} / {evaluated['macro_f1']:.4f}",
+        [f"test accuracy ({test_images:,} official test images, {tta})", f"**{percent(evaluated['test_acc'])}**",
          "`metrics/evaluate.json`"],
-        [f"validation accuracy, last epoch / best (epoch {trained['best_epoch']} of {trained['epochs']})",
-         f"{percent(trained['val_acc'])} / {percent(trained['best_val_acc'])}", "`metrics/train.json`"],
-        ["training compute (FLOP counter x images seen)",
-         f"**{trained['train_pflop']:.3f} PFLOP** ({trained['images_seen']:,} images, {mflop:.0f} MFLOP each)",
-         "`metrics/train.json`"],
-        [f"training time ({trained['epochs']} epochs, validation included, {trained['precision']} on "
-         f"{trained['device']})", f"{trained['train_seconds']:,.0f} s, {trained['images_per_second']:,.0f} images/s",
-         "`metrics/train.json`"],
-        ["fit diagnosis", f"{fit['verdict']}: {fit['evidence']}", "`metrics/fit.json`"],
+        ["test loss (cross-entropy)", f"{evaluated['test_loss']:.4f}", "`metrics/evaluate.json`"],
+        ["macro F1", f"{evaluated['macro_f1']:.4f}", "`metrics/evaluate.json`"],
+        [f"validation accuracy, last epoch / best (epoch {best_epoch} of {epochs})",
+         f"{percent(trained['val_acc'])} / {percent(trained['best_val_acc'])}", "`metrics/train/metrics.json`"],
+        ["training compute (FLOP counter x images seen)", f"**{trained['train_pflop']:.3f} PFLOP**",
+         "`metrics/train/metrics.json`"],
+        [f"training time ({epochs} epochs, validation included, {timing['precision']} on {timing['device']})",
+         f"{timing['train_seconds']:,.0f} s, {timing['images_per_second']:,.0f} images/s", "`metrics/timing.json`"],
+        ["fit diagnosis", fit, "`reports/fit.md`"],
         [f"target: ≥ {TARGET_ACCURACY:.1%} with ≤ {TARGET_PFLOP:.2f} PFLOP", target_verdict(evaluated, trained), ""],
     ])
 
@@ -68,15 +70,14 @@ def results_block(root: Path) -> str:
 def target_verdict(evaluated: dict, trained: dict) -> str:
     if trained["train_pflop"] > TARGET_PFLOP:
         return f"**missed**: {trained['train_pflop']:.3f} PFLOP is over the budget"
-    shortfall = (TARGET_ACCURACY - evaluated["accuracy"]) * 100
+    shortfall = (TARGET_ACCURACY - evaluated["test_acc"]) * 100
     return "met" if shortfall <= 0 else f"**missed by {shortfall:.2f} points** of accuracy"
 
 
 def classes_block(root: Path) -> str:
-    per_class = read_json(root, "metrics/classes.json")
     return table(["class", "precision", "recall", "F1", "support"], [
-        [name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1-score']:.3f}", f"{row['support']:.0f}"]
-        for name, row in per_class.items()])
+        [row["class"], f"{float(row['precision']):.3f}", f"{float(row['recall']):.3f}", f"{float(row['f1']):.3f}",
+         row["support"]] for row in read_csv(root / "plots/evaluate/classes.csv")])
 
 
 def bench_block(root: Path) -> str:
@@ -111,7 +112,7 @@ def bench_block(root: Path) -> str:
 
 
 def ablation_block(root: Path) -> str:
-    ablation = read_json(root, "metrics/ablation.json")
+    ablation = read_json(root, "reports/ablation.json")
     reference = next(row for row in ablation["runs"] if row["name"] == "reference")
     rows = []
     for row in ablation["runs"]:

@@ -6,7 +6,7 @@
    study.sweep_factors (its own lr times the factor), each for study.sweep_epochs epochs; run the queue.
 2. Final runs: each optimizer at the lr that gave the best validation accuracy in the sweep, for
    study.epochs epochs; run the queue.
-3. Compare: metrics/optimizers.json, plots/optimizers/table.md and plots/optimizers/curves.png.
+3. Compare: reports/optimizers.json, reports/optimizers.md and plots/optimizers/curves.png.
 
 Every run is an ordinary DVC experiment (sweep-<optimizer>-<lr>, study-<optimizer>), so it stays visible
 in `dvc exp show` and comparable with `dvc exp diff` and `dvc plots diff`. Same model, data, seed and
@@ -29,12 +29,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from stages.outputs import save_figure, write_json  # noqa: E402
+from stages.outputs import (EVALUATE_METRICS, HISTORY_CSV, TIMING_METRICS, TRAIN_METRICS, save_figure,  # noqa: E402
+                            write_json)
 from stages.params import (OPTIMIZERS, StageError, _number, _require, check_train, get, load_params,  # noqa: E402
                            run_stage)
 
-STUDY_JSON = Path("metrics/optimizers.json")
-TABLE_MD = Path("plots/optimizers/table.md")
+STUDY_JSON = Path("reports/optimizers.json")
+TABLE_MD = Path("reports/optimizers.md")
 CURVES_PNG = Path("plots/optimizers/curves.png")
 
 
@@ -58,7 +59,7 @@ def experiment_refs(base: str) -> dict[str, str]:
     return {ref.removeprefix(prefix): sha for ref, sha in (line.split() for line in lines)}
 
 
-def read_at(sha: str, path: str) -> str:
+def read_at(sha: str, path) -> str:
     return command("git", "show", f"{sha}:{path}")
 
 
@@ -121,9 +122,9 @@ def collect(name: str, refs: dict[str, str]) -> dict:
         logs = dvc("queue", "logs", name, check=False)
         return {"status": "diverged" if "training diverged" in logs else "failed"}
     sha = refs[name]
-    history = list(csv.DictReader(io.StringIO(read_at(sha, "plots/train/history.csv"))))
-    return {"status": "ok", "train": json.loads(read_at(sha, "metrics/train.json")),
-            "test": json.loads(read_at(sha, "metrics/evaluate.json")),
+    history = list(csv.DictReader(io.StringIO(read_at(sha, HISTORY_CSV))))
+    trained = {**json.loads(read_at(sha, TRAIN_METRICS)), **json.loads(read_at(sha, TIMING_METRICS))}
+    return {"status": "ok", "train": trained, "test": json.loads(read_at(sha, EVALUATE_METRICS)),
             "history": [{key: float(value) for key, value in row.items()} for row in history]}
 
 
@@ -166,8 +167,9 @@ def table_row(optimizer: str, lr: float | None, result: dict, target_val_acc: fl
     history, trained = result["history"], result["train"]
     reached = [int(epoch["epoch"]) for epoch in history if epoch["val_acc"] >= target_val_acc]
     final = history[-1]
-    return {**row, "test_acc": result["test"]["accuracy"], "test_loss": result["test"]["loss"],
-            "best_val_acc": trained["best_val_acc"], "best_epoch": trained["best_epoch"],
+    best = max(history, key=lambda epoch: epoch["val_acc"])
+    return {**row, "test_acc": result["test"]["test_acc"], "test_loss": result["test"]["test_loss"],
+            "best_val_acc": trained["best_val_acc"], "best_epoch": int(best["epoch"]),
             "epochs_to_target": reached[0] if reached else None,
             "train_val_gap": round(final["train_acc"] - final["val_acc"], 5),
             "train_seconds": trained["train_seconds"]}

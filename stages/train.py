@@ -1,47 +1,48 @@
 """Stage train: build the model and optimizer from params, train, validate after every epoch.
 
-Outputs: models/model.pt, metrics/train.json, plots/train/history.csv.
+Outputs: models/model.pt, metrics/train/metrics.json (written by DVCLive after every epoch, so `dvc exp show`
+shows a running experiment's progress), plots/train/history.csv (also rewritten every epoch, for live plots),
+metrics/timing.json.
 """
 
 import time
 
 import torch
+from dvclive import Live
 
 from stages.data import load_split
 from stages.models import build_model, init_whitening, save_checkpoint
-from stages.outputs import HISTORY_CSV, MODEL_FILE, TRAIN_METRICS, write_csv, write_json
+from stages.outputs import HISTORY_CSV, LIVE_DIR, MODEL_FILE, TIMING_METRICS, write_csv, write_json
 from stages.params import check_train, load_params, run_stage
 from stages.training import (Lookahead, build_optimizer, build_schedule, channel_stats, loss_and_accuracy, predict,
                              resolve_precision, setup_torch, stats_tensors, to_input, train_one_epoch,
                              training_batches, training_flops_per_image)
 
 
-def summarise(history: list[dict], seconds: float, images_seen: int, train_flops: float, precision: str,
-              device: torch.device) -> dict:
-    best = max(history, key=lambda row: row["val_acc"])
-    final = history[-1]
-    return {
-        "val_acc": final["val_acc"], "val_loss": final["val_loss"],
-        "train_acc": final["train_acc"], "train_loss": final["train_loss"],
-        "best_val_acc": best["val_acc"], "best_val_loss": min(row["val_loss"] for row in history),
-        "best_epoch": best["epoch"], "epochs": len(history), "images_seen": images_seen,
-        "train_pflop": float(f"{train_flops / 1e15:.4g}"),
-        "train_seconds": round(seconds, 1), "images_per_second": round(images_seen / seconds, 1),
-        "precision": precision, "device": device.type,
-    }
+def log_epoch(live: Live, history: list[dict], train_flops: float) -> None:
+    """The headline training metrics so far; DVCLive rewrites metrics/train/metrics.json with them."""
+    last = history[-1]
+    live.step = last["epoch"]
+    live.log_metric("best_val_acc", max(row["val_acc"] for row in history), plot=False)
+    live.log_metric("train_pflop", float(f"{train_flops / 1e15:.4g}"), plot=False)
+    live.log_metric("val_acc", last["val_acc"], plot=False)
+    live.log_metric("train_val_gap", round(last["train_acc"] - last["val_acc"], 5), plot=False)
+    live.next_step()
 
 
-def whiten_bias_trains(model: torch.nn.Module, epoch: int, train_params: dict) -> bool:
+def timing(seconds: float, images_seen: int, precision: str, device: torch.device) -> dict:
+    return {"train_seconds": round(seconds, 1), "images_per_second": round(images_seen / seconds, 1),
+            "precision": precision, "device": device.type}
+
+
+def freeze_whiten_bias(model: torch.nn.Module, epoch: int, train_params: dict) -> None:
     """The whitening conv's bias trains for the first whiten_bias_epochs only; frozen, it saves backward work."""
-    if not hasattr(model, "whiten"):
-        return False
-    trains = epoch < train_params["whiten_bias_epochs"]
-    model.whiten.bias.requires_grad_(trains)
-    return trains
+    if hasattr(model, "whiten"):
+        model.whiten.bias.requires_grad_(epoch < train_params["whiten_bias_epochs"])
 
 
-def train(params: dict) -> tuple[torch.nn.Module, list[dict], dict]:
-    """Train as params say; returns the model, the per-epoch history and the summary metrics."""
+def train(params: dict, live: Live) -> tuple[torch.nn.Module, list[dict], dict]:
+    """Train as params say, logging every epoch; returns the model, the per-epoch history and the timing."""
     train_params = params["train"]
     device = setup_torch(params["seed"], train_params["device"])
     precision = resolve_precision(train_params["precision"], device)
@@ -71,7 +72,7 @@ def train(params: dict) -> tuple[torch.nn.Module, list[dict], dict]:
           f"({len(train_images)} train / {len(val_images)} val images, {epochs} epochs)", flush=True)
     history, train_flops, started = [], 0.0, time.perf_counter()
     for epoch in range(epochs):
-        whiten_bias_trains(model, epoch, train_params)
+        freeze_whiten_bias(model, epoch, train_params)
         train_flops += training_flops_per_image(model, sample) * steps_per_epoch * batch_size
         lr = optimizer.param_groups[0]["lr"]
         batches = training_batches(train_images, train_labels, mean_t, std_t, train_params, device, generator,
@@ -85,20 +86,22 @@ def train(params: dict) -> tuple[torch.nn.Module, list[dict], dict]:
         val_loss, val_acc = loss_and_accuracy(val_logits, val_labels)
         history.append({"epoch": epoch + 1, "train_loss": round(train_loss, 5), "train_acc": round(train_acc, 5),
                         "val_loss": round(val_loss, 5), "val_acc": round(val_acc, 5), "lr": round(lr, 6)})
+        write_csv(HISTORY_CSV, history)
+        log_epoch(live, history, train_flops)
         print(f"epoch {epoch + 1:3d}/{epochs}  train loss {train_loss:.4f} acc {train_acc:.4f}  "
               f"val loss {val_loss:.4f} acc {val_acc:.4f}  ({time.perf_counter() - started:.0f} s)", flush=True)
     seconds = time.perf_counter() - started
-    metrics = summarise(history, seconds, total_steps * batch_size, train_flops, precision, device)
     save_checkpoint(MODEL_FILE, model.cpu(), params["model"], class_names, mean, std, train_images.shape[1])
-    return model, history, metrics
+    return model, history, timing(seconds, total_steps * batch_size, precision, device)
 
 
 def main() -> None:
     params = load_params()
     check_train(params)
-    _, history, metrics = train(params)
-    write_csv(HISTORY_CSV, history)
-    write_json(TRAIN_METRICS, metrics)
+    # dvcyaml=None: dvc.yaml is ours and already declares these files; no report, no experiment of its own
+    with Live(str(LIVE_DIR), dvcyaml=None, save_dvc_exp=False, report=None) as live:
+        _, _, run_timing = train(params, live)
+    write_json(TIMING_METRICS, run_timing)
 
 
 if __name__ == "__main__":

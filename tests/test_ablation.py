@@ -34,8 +34,8 @@ def test_ablation_runs_on_a_real_dvc_queue(tmp_path):
     repro_and_commit(repo)
 
     output = run(["python", "-m", "stages.ablation"], repo)
-    assert "wrote metrics/ablation.json" in output
-    ablation = json.loads((repo / "metrics/ablation.json").read_text())
+    assert "wrote reports/ablation.json" in output
+    ablation = json.loads((repo / "reports/ablation.json").read_text())
     assert [row["name"] for row in ablation["runs"]] == ["reference", "random-flip"]
     assert ablation["runs"][1]["changes"] == {"train.flip": "random"}
     for row in ablation["runs"]:
@@ -49,6 +49,6 @@ def test_ablation_runs_on_a_real_dvc_queue(tmp_path):
     output = run(["python", "-m", "stages.ablation"], repo)
     assert "kept 1 experiments that already ran with the same params: ablate-reference" in output
     assert "running 1 queued experiments: ablate-random-flip" in output
-    rerun = json.loads((repo / "metrics/ablation.json").read_text())
+    rerun = json.loads((repo / "reports/ablation.json").read_text())
     assert rerun["runs"][0] == ablation["runs"][0]
     assert rerun["runs"][1]["changes"] == {"train.flip": "none"} and rerun["runs"][1]["status"] == "ok"

@@ -76,3 +76,35 @@ def test_stage_reports_one_line_and_writes_nothing(workdir, params):
         "error: params.yaml: 'optimizer' is 'adamax'; allowed: sgd | nesterov | adam | adamw | rmsprop | adagrad"
         " | nadam"]
     assert not (workdir / "models").exists() and not (workdir / "metrics").exists()
+
+
+@pytest.mark.parametrize("override, key, value", [
+    ("train.epochs=3", "epochs:", "3"),
+    ("optimizer=adam", "optimizer:", "adam"),
+    ("optimizers.adam.lr=0.01", "adam:", "{lr: 0.01, weight_decay: 0.0}"),
+    ("seed=7", "seed:", "7"),
+])
+def test_set_param_changes_only_that_value_in_params_yaml(tmp_path, override, key, value):
+    """`dvc exp run -S` rewrites params.yaml with DVC's YAML writer (dvc #8720); the committed style survives it."""
+    from dvc.utils.hydra import apply_overrides  # what `dvc exp run -S` calls
+
+    path = tmp_path / "params.yaml"
+    original = (REPO / "params.yaml").read_text().splitlines()
+    path.write_text("\n".join(original) + "\n")
+    apply_overrides(str(path), [override])
+    rewritten = path.read_text().splitlines()
+    changed = [(old, new) for old, new in zip(original, rewritten) if old != new]
+    assert len(rewritten) == len(original) and len(changed) == 1
+    old, new = changed[0]
+    assert new.strip().startswith(f"{key} {value}")
+    assert ("#" not in old) or old.index("#") == new.index("#"), "the comment moved"
+
+
+def test_set_param_of_a_list_changes_only_its_items(tmp_path):
+    from dvc.utils.hydra import apply_overrides
+
+    path = tmp_path / "params.yaml"
+    original = (REPO / "params.yaml").read_text()
+    path.write_text(original)
+    apply_overrides(str(path), ["model.fast_cnn.widths=[32,96,96]"])
+    assert path.read_text() == original.replace("    - 64\n    - 192\n    - 192\n", "    - 32\n    - 96\n    - 96\n", 1)

@@ -1,53 +1,99 @@
-"""End to end: a throwaway Git + DVC copy of the repository with tiny data, driven by the real dvc CLI."""
+"""End to end: a throwaway Git + DVC copy of the repository with tiny data, driven by the real dvc CLI.
+
+The checks are the user's view: what `dvc exp show`, `dvc metrics diff`, `dvc plots show` and the review report
+show after two experiments.
+"""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import dvc, make_dvc_repo, repro_and_commit, tiny_params
+from tests.conftest import dvc, make_dvc_repo, repro_and_commit, run, tiny_params
+
+METRIC_FILES = ["metrics/evaluate.json", "metrics/fit.json", "metrics/train/metrics.json", "metrics/timing.json"]
+HEADLINE = {"metrics/evaluate.json": {"test_acc", "test_loss", "macro_f1"}, "metrics/fit.json": {"verdict"},
+            "metrics/train/metrics.json": {"best_val_acc", "train_pflop"}}
+CHARTS = ["Loss per epoch", "Accuracy per epoch", "Learning rate per epoch", "Test confusion matrix (counts)",
+          "Test confusion matrix (share of each true class)", "Test F1 per class"]
+FIGURES = ["plots/data/samples.png", "plots/train/curves.png", "plots/evaluate/confusion.png",
+           "plots/evaluate/misclassified.png"]
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     params = tiny_params()
     params["train"].update(epochs=2, batch_size=8)
-    return make_dvc_repo(tmp_path_factory.mktemp("repo"), params)
+    return repro_and_commit(make_dvc_repo(tmp_path_factory.mktemp("repo"), params))
 
 
 @pytest.fixture(scope="module")
-def reproduced(repo) -> Path:
-    return repro_and_commit(repo)
+def experiments(repo) -> dict:
+    """Two experiments: one from the queue, one in the workspace; the output of each run."""
+    dvc("exp", "run", "--queue", "-n", "three-epochs", "-S", "train.epochs=3", cwd=repo)
+    workspace_run = dvc("exp", "run", "-n", "rmsprop", "-S", "optimizer=rmsprop", cwd=repo)
+    queued_run = dvc("exp", "run", "--run-all", cwd=repo)
+    return {"rmsprop": workspace_run, "three-epochs": queued_run}
 
 
-def test_repro_writes_metrics_and_plots_that_parse(reproduced):
-    for name in ("data", "train", "evaluate", "classes", "fit"):
-        assert json.loads((reproduced / f"metrics/{name}.json").read_text())
-    for name in ("train/history.csv", "evaluate/confusion.csv", "data/samples.png", "train/curves.png",
-                 "evaluate/confusion.png", "evaluate/misclassified.png"):
-        assert (reproduced / "plots" / name).stat().st_size > 0
-    assert "up to date" in dvc("status", cwd=reproduced)
-    shown = json.loads(dvc("metrics", "show", "--json", cwd=reproduced))
-    (workspace,) = shown.values()  # keyed by revision; one, the workspace
-    assert "accuracy" in workspace["data"]["metrics/evaluate.json"]["data"]
+def test_repro_is_up_to_date_and_keeps_outputs_in_git_or_cache(repo):
+    assert "up to date" in dvc("status", cwd=repo)
+    tracked = run(["git", "ls-files"], repo).split()
+    assert set(METRIC_FILES) | set(FIGURES) | {"reports/fit.md", "reports/data.json"} <= set(tracked)
+    assert not any(path.startswith(("data/prepared", "models/")) and not path.endswith(".gitignore")
+                   for path in tracked)
 
 
-def test_optimizer_experiment_reuses_prepare_and_moves_the_metrics(reproduced):
-    output = dvc("exp", "run", "-S", "optimizer=rmsprop", cwd=reproduced)
-    assert "Stage 'prepare' didn't change, skipping" in output
-    for stage in ("train", "evaluate", "plot"):
-        assert f"Running stage '{stage}'" in output
+def test_experiments_skip_prepare_in_the_workspace_and_in_the_queue(experiments):
+    for output in experiments.values():
+        assert "Stage 'prepare' didn't change, skipping" in output
+        assert "Running stage 'train'" in output
 
-    diff = json.loads(dvc("metrics", "diff", "--json", cwd=reproduced))
-    assert diff["metrics/train.json"]["val_loss"]["diff"] != 0
-    assert "metrics/data.json" not in diff or all(row.get("diff", 0) == 0
-                                                  for row in diff["metrics/data.json"].values())
 
-    params_diff = json.loads(dvc("params", "diff", "--json", cwd=reproduced))
-    assert params_diff["params.yaml"]["optimizer"] == {"old": tiny_params()["optimizer"], "new": "rmsprop"}
+def test_exp_show_has_the_headline_metrics_and_nothing_per_class(repo, experiments):
+    (baseline,) = json.loads(dvc("exp", "show", "--json", cwd=repo))[1:]  # [workspace, main]
+    runs = {exp["name"]: exp["revs"][0]["data"] for exp in baseline["experiments"]}
+    assert set(runs) == set(experiments)
+    for data in runs.values():
+        metrics = data["metrics"]
+        assert list(metrics) == METRIC_FILES
+        for path, keys in HEADLINE.items():
+            assert keys <= set(metrics[path]["data"])
+        columns = sum(len(metrics[path]["data"]) for path in metrics)
+        assert columns <= 14, f"{columns} metric columns"
+        assert not any(name in json.dumps(metrics) for name in ("circle", "cross", "square"))
+    assert runs["three-epochs"]["metrics"]["metrics/train/metrics.json"]["data"]["step"] == 3
 
-    experiments = dvc("exp", "show", "--no-pager", "--csv", cwd=reproduced)
-    assert "rmsprop" in experiments
 
-    dvc("plots", "diff", "HEAD", "-o", "plots_diff", cwd=reproduced)
-    assert (reproduced / "plots_diff/index.html").exists()
+def test_metrics_diff_has_only_numbers_and_short_labels(repo, experiments):
+    diff = json.loads(dvc("metrics", "diff", "rmsprop", "three-epochs", "--all", "--json", cwd=repo))
+    assert set(diff) == set(METRIC_FILES)
+    values = [side for rows in diff.values() for row in rows.values() for side in (row["old"], row["new"])]
+    assert all(isinstance(value, (int, float)) or len(value) <= 12 for value in values)
+
+
+def test_plots_show_draws_exactly_the_intended_charts_with_titles(repo, experiments):
+    shown = json.loads(dvc("plots", "diff", "rmsprop", "three-epochs", "--json", "-o", "dvc_plots", cwd=repo))
+    assert list(shown["data"]) == CHARTS + FIGURES
+    for title in CHARTS:
+        (chart,) = shown["data"][title]
+        spec = json.dumps(chart["content"])
+        assert chart["type"] == "vega" and chart["content"]["title"]["text"] == title
+        assert chart["revisions"] == ["rmsprop", "three-epochs"]
+        assert re.search(r'"title": "(epoch|true class|F1 on the test set)"', spec), f"{title}: no x axis label"
+    for figure in FIGURES:
+        assert [image["revisions"] for image in shown["data"][figure]] == [["rmsprop"], ["three-epochs"]]
+
+
+def test_report_has_both_diffs_the_verdicts_and_figures_that_exist(repo, experiments):
+    run(["python", "-m", "stages.report", "rmsprop", "three-epochs", "--out", "review"], repo)
+    report = (repo / "review/report.md").read_text()
+    assert re.search(r"\| params.yaml +\| optimizer +\| rmsprop +\| nesterov", report)
+    assert re.search(r"\| metrics/evaluate.json +\| test_acc ", report)
+    assert re.search(r"\| metrics/fit.json +\| verdict ", report)
+    assert len(re.findall(r"^- `(rmsprop|three-epochs)`: \*\*(over-fitting|under-fitting|a good fit)\*\*", report,
+                          re.M)) == 2
+    images = re.findall(r"!\[[^]]*\]\(([^)]+)\)", report)
+    assert len(images) == 4 and all((repo / "review" / image).stat().st_size > 1000 for image in images)
+    assert (repo / "review/charts/index.html").exists()

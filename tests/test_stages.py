@@ -2,6 +2,10 @@
 
 import csv
 import json
+import os
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -9,7 +13,7 @@ import pytest
 from stages import evaluate, plot, prepare, train
 from stages.plot import diagnose_fit
 from stages.training import TrainingDiverged
-from tests.conftest import CLASSES, write_params
+from tests.conftest import CLASSES, REPO, write_params
 
 
 def run_pipeline():
@@ -21,17 +25,12 @@ def read_json(path):
     return json.loads(path.read_text())
 
 
-def test_prepare_splits_and_reports(workdir):
+def test_prepare_splits_into_cached_arrays_only(workdir):
     prepare.main()
-    data = read_json(workdir / "metrics/data.json")
-    assert (data["train"]["images"], data["val"]["images"], data["test"]["images"]) == (96, 24, 30)
-    assert data["val"]["per_class"] == dict.fromkeys(CLASSES, 8)
-    assert (data["train"]["height"], data["train"]["width"], data["train"]["channels"]) == (16, 16, 3)
-    assert data["pixels"]["scaled_min"] >= 0 and data["pixels"]["scaled_max"] <= 1
-    assert data["pixels"]["raw_max"] > 200
-    assert (workdir / "plots/data/samples.png").stat().st_size > 1000
     with np.load(workdir / "data/prepared/train.npz") as arrays:
         assert arrays["images"].shape == (96, 16, 16, 3) and arrays["images"].dtype == np.uint8
+    assert sorted(path.name for path in workdir.rglob("*") if path.is_file() and "raw" not in path.parts) == [
+        "params.yaml", "test.npz", "train.npz", "val.npz"]
 
 
 def test_prepare_refuses_mismatched_class_folders(workdir):
@@ -50,23 +49,33 @@ def test_full_stage_chain_writes_every_output(workdir, params, arch):
     history = list(csv.DictReader(open(workdir / "plots/train/history.csv")))
     assert [row["epoch"] for row in history] == ["1", "2"]
     assert set(history[0]) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"}
-    trained = read_json(workdir / "metrics/train.json")
-    assert trained["epochs"] == 2 and trained["images_per_second"] > 0
-    assert trained["best_val_acc"] >= trained["val_acc"]
+    trained = read_json(workdir / "metrics/train/metrics.json")
+    assert set(trained) == {"step", "best_val_acc", "train_pflop", "val_acc", "train_val_gap"}
+    assert trained["step"] == 2 and trained["best_val_acc"] >= trained["val_acc"] and trained["train_pflop"] > 0
+    timing = read_json(workdir / "metrics/timing.json")
+    assert timing["images_per_second"] > 0 and timing["device"] == "cpu"
 
     evaluated = read_json(workdir / "metrics/evaluate.json")
-    assert evaluated["test_images"] == 30 and 0 <= evaluated["accuracy"] <= 1 and evaluated["loss"] > 0
-    assert {"macro_precision", "macro_recall", "macro_f1", "weighted_f1"} <= set(evaluated)
-    per_class = read_json(workdir / "metrics/classes.json")
-    assert list(per_class) == CLASSES and all(row["support"] == 10 for row in per_class.values())
+    assert set(evaluated) == {"test_acc", "test_loss", "macro_f1"}
+    assert 0 <= evaluated["test_acc"] <= 1 and evaluated["test_loss"] > 0
+    per_class = list(csv.DictReader(open(workdir / "plots/evaluate/classes.csv")))
+    assert [row["class"] for row in per_class] == CLASSES and all(row["support"] == "10" for row in per_class)
+    macro_f1 = sum(float(row["f1"]) for row in per_class) / len(per_class)
+    assert macro_f1 == pytest.approx(evaluated["macro_f1"], abs=1e-4)
     confusion = list(csv.DictReader(open(workdir / "plots/evaluate/confusion.csv")))
     assert len(confusion) == 30 and {row["actual"] for row in confusion} == set(CLASSES)
     correct = sum(row["actual"] == row["predicted"] for row in confusion)
-    assert correct / 30 == pytest.approx(evaluated["accuracy"], abs=1e-4)
+    assert correct / 30 == pytest.approx(evaluated["test_acc"], abs=1e-4)
 
-    fit = read_json(workdir / "metrics/fit.json")
-    assert fit["verdict"] in {"over-fitting", "under-fitting", "good fit"}
-    for png in ("plots/train/curves.png", "plots/evaluate/confusion.png", "plots/evaluate/misclassified.png"):
+    assert read_json(workdir / "metrics/fit.json")["verdict"] in {"overfit", "underfit", "good"}
+    assert "train accuracy" in (workdir / "reports/fit.md").read_text()
+    data = read_json(workdir / "reports/data.json")
+    assert (data["train"]["images"], data["val"]["images"], data["test"]["images"]) == (96, 24, 30)
+    assert data["val"]["per_class"] == dict.fromkeys(CLASSES, 8)
+    assert (data["train"]["height"], data["train"]["width"], data["train"]["channels"]) == (16, 16, 3)
+    assert data["pixels"]["scaled_min"] >= 0 and data["pixels"]["scaled_max"] <= 1 and data["pixels"]["raw_max"] > 200
+    for png in ("plots/data/samples.png", "plots/train/curves.png", "plots/evaluate/confusion.png",
+                "plots/evaluate/misclassified.png"):
         assert (workdir / png).stat().st_size > 1000
 
 
@@ -74,15 +83,38 @@ def test_the_tiny_task_is_learned(workdir, params):
     params["train"]["epochs"] = 6
     write_params(workdir, params)
     run_pipeline()
-    assert read_json(workdir / "metrics/evaluate.json")["accuracy"] >= 0.9
+    assert read_json(workdir / "metrics/evaluate.json")["test_acc"] >= 0.9
 
 
 def test_training_is_repeatable(workdir):
+    """Every tracked output of train but the timing is bit-identical from run to run."""
     prepare.main()
+    outputs = ("plots/train/history.csv", "metrics/train/metrics.json", "models/model.pt")
     train.main()
-    first = (workdir / "plots/train/history.csv").read_text()
+    first = [(workdir / path).read_bytes() for path in outputs]
     train.main()
-    assert (workdir / "plots/train/history.csv").read_text() == first
+    assert [(workdir / path).read_bytes() for path in outputs] == first
+
+
+def test_training_shows_its_progress_while_it_runs(workdir, params):
+    """After the first epoch, and long before the last, the live metrics and the history are on disk."""
+    params["train"]["epochs"] = 500
+    write_params(workdir, params)
+    prepare.main()
+    training = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=workdir, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(REPO)})
+    live = workdir / "metrics/train/metrics.json"
+    try:
+        while training.poll() is None and not live.exists():
+            time.sleep(0.05)
+        assert training.poll() is None, "training ended before the first live metrics appeared"
+        time.sleep(0.5)
+        step = read_json(live)["step"]
+        assert 1 <= step < 500 and training.poll() is None
+        assert len(list(csv.DictReader(open(workdir / "plots/train/history.csv")))) >= step
+    finally:
+        training.kill()
+        training.wait()
 
 
 def test_diverging_training_stops_with_a_clear_error_and_no_model(workdir, params):
@@ -94,7 +126,7 @@ def test_diverging_training_stops_with_a_clear_error_and_no_model(workdir, param
     with pytest.raises(TrainingDiverged, match=r"training diverged \(loss (nan|inf)\) at step \d+ of epoch \d/2; "
                                                "lower the optimizer's lr in params.yaml"):
         train.main()
-    assert not (workdir / "models/model.pt").exists() and not (workdir / "metrics/train.json").exists()
+    assert not (workdir / "models/model.pt").exists() and not (workdir / "metrics/timing.json").exists()
 
 
 def test_evaluate_without_model_says_train_first(workdir):
@@ -110,9 +142,10 @@ def rows(*accuracy_pairs, val_losses=None):
 
 
 def test_fit_diagnosis():
-    assert diagnose_fit(rows((0.7, 0.7), (0.9, 0.88)), 0.05, 0.8)["verdict"] == "good fit"
+    assert diagnose_fit(rows((0.7, 0.7), (0.9, 0.88)), 0.05, 0.8)["verdict"] == "good"
     overfit = diagnose_fit(rows((0.8, 0.75), (0.99, 0.8)), 0.05, 0.8)
-    assert overfit["verdict"] == "over-fitting" and overfit["train_val_gap"] == pytest.approx(0.19)
+    assert overfit["verdict"] == "overfit" and overfit["train_val_gap"] == pytest.approx(0.19)
     rising = diagnose_fit(rows((0.8, 0.8), (0.85, 0.84), (0.86, 0.84), val_losses=[0.6, 0.5, 0.7]), 0.05, 0.8)
-    assert rising["verdict"] == "over-fitting" and rising["best_val_loss_epoch"] == 2
-    assert diagnose_fit(rows((0.4, 0.35), (0.5, 0.48)), 0.05, 0.8)["verdict"] == "under-fitting"
+    assert rising["verdict"] == "overfit" and rising["best_val_loss_epoch"] == 2
+    assert "lowest at epoch 2 and rose 0.200" in rising["evidence"]
+    assert diagnose_fit(rows((0.4, 0.35), (0.5, 0.48)), 0.05, 0.8)["verdict"] == "underfit"

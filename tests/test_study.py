@@ -13,8 +13,8 @@ HISTORY = [{"epoch": 1, "train_acc": 0.5, "val_acc": 0.55, "val_loss": 1.2},
 
 
 def ok_result(val_acc=0.72, test_acc=0.7):
-    return {"status": "ok", "history": HISTORY, "test": {"accuracy": test_acc, "loss": 0.95},
-            "train": {"val_acc": val_acc, "best_val_acc": 0.72, "best_epoch": 2, "train_seconds": 12.3}}
+    return {"status": "ok", "history": HISTORY, "test": {"test_acc": test_acc, "test_loss": 0.95},
+            "train": {"val_acc": val_acc, "best_val_acc": 0.72, "train_seconds": 12.3}}
 
 
 def test_table_row_reports_speed_accuracy_and_gap():
@@ -55,15 +55,15 @@ def test_study_runs_on_a_real_dvc_queue(tmp_path):
     repro_and_commit(repo)
 
     output = run(["python", "-m", "stages.study"], repo)
-    assert "wrote metrics/optimizers.json" in output
+    assert "wrote reports/optimizers.json" in output
 
-    study = json.loads((repo / "metrics/optimizers.json").read_text())
+    study = json.loads((repo / "reports/optimizers.json").read_text())
     rows = {row["optimizer"]: row for row in study["rows"]}
     assert rows["sgd"] == {"optimizer": "sgd", "lr": 1000.0, "status": "diverged"}
     assert rows["adam"]["status"] == "ok" and rows["adam"]["lr"] == 0.002
     assert 0 <= rows["adam"]["test_acc"] <= 1 and rows["adam"]["best_epoch"] in (1, 2)
     assert set(study["lr_sweep"]["adam"]["sweep"]) == {"0.002"}
-    table = (repo / "plots/optimizers/table.md").read_text().splitlines()
+    table = (repo / "reports/optimizers.md").read_text().splitlines()
     assert table[0].startswith("| optimizer | lr | test acc | test loss | best val acc (epoch) | epochs to 50% val")
     assert table[2].startswith(f"| adam | 0.002 | {rows['adam']['test_acc']:.4f} | ")
     assert table[3].startswith("| sgd | 1000.0 | diverged |")

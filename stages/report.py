@@ -1,0 +1,86 @@
+"""A Markdown report for a pull request: what changed between two revisions and what it did to the results.
+
+    python -m stages.report [OLD [NEW]] [--out review]      (make report OLD=main NEW=workspace)
+
+OLD and NEW are Git revisions, experiment names or `workspace`; the defaults compare the workspace with main.
+The params and metrics tables are DVC's own (`dvc params diff --md`, `dvc metrics diff --md`), the figures come
+from `dvc plots diff`; nothing is recomputed. Writes OUT/report.md, the figures of both sides under
+OUT/figures/ and every chart, interactive, in OUT/charts/index.html.
+"""
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from stages.outputs import CONFUSION_PNG, CURVES_PNG, FIT_REPORT, write_text
+from stages.params import StageError, run_stage
+
+FIGURES = {"learning curves": CURVES_PNG, "test confusion matrix": CONFUSION_PNG}
+
+
+def dvc(*args: str) -> str:
+    result = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise StageError(f"`dvc {' '.join(args)}` failed: {result.stderr.strip().splitlines()[-1:]}")
+    return result.stdout
+
+
+def read_at(rev: str, path: Path) -> str:
+    """A Git-tracked file as it is at a revision, an experiment, or in the workspace."""
+    if rev == "workspace":
+        return path.read_text() if path.exists() else ""
+    from dvc.repo import Repo
+    from dvc.scm import resolve_rev
+
+    with Repo() as repo:
+        sha = resolve_rev(repo.scm, rev)
+    shown = subprocess.run(["git", "show", f"{sha}:{path}"], capture_output=True, text=True)
+    return shown.stdout
+
+
+def figure_paths(old: str, new: str, out: Path) -> dict:
+    """{(figure file, rev): path of that revision's copy}, from `dvc plots diff --json`."""
+    targets = [str(path) for path in FIGURES.values()]
+    plots = json.loads(dvc("plots", "diff", old, new, "--json", "-o", str(out / "figures"), "--targets", *targets))
+    return {(name, rev): Path(item["url"]).relative_to(out.resolve())
+            for name, items in plots["data"].items() for item in items if item.get("type") == "image"
+            for rev in item["revisions"]}
+
+
+def render(old: str, new: str, out: Path) -> str:
+    params = dvc("params", "diff", old, new, "--md").strip() or "No params changed."
+    metrics = dvc("metrics", "diff", old, new, "--md", "--all").strip() or "No metrics."
+    figures = figure_paths(old, new, out)
+    dvc("plots", "diff", old, new, "-o", str(out / "charts"))
+    lines = [f"# Review: `{old}` → `{new}`", "", "## Params", "", params, "",
+             "## Metrics", "", "The `Change` column is new minus old; `-` marks a value that did not change.", "",
+             metrics, "", "## Fit", ""]
+    lines += [f"- `{rev}`: {read_at(rev, FIT_REPORT).strip() or '(no fit report)'}" for rev in (old, new)]
+    lines += ["", "## Figures", "", f"| | `{old}` | `{new}` |", "| --- | --- | --- |"]
+    for title, path in FIGURES.items():
+        cells = [f"![{title}, {rev}]({figures[(str(path), rev)]})" if (str(path), rev) in figures else "missing"
+                 for rev in (old, new)]
+        lines.append(f"| {title} | {cells[0]} | {cells[1]} |")
+    lines += ["", "Every chart, interactive (learning curves, learning rate, confusion matrices, F1 per class): "
+              "[charts/index.html](charts/index.html).", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("old", nargs="?", default="main", help="Git revision or experiment (default: main)")
+    parser.add_argument("new", nargs="?", default="workspace", help="Git revision or experiment (default: workspace)")
+    parser.add_argument("--out", type=Path, default=Path("review"), help="folder for the report (default: review)")
+    args = parser.parse_args()
+    shutil.rmtree(args.out, ignore_errors=True)
+    args.out.mkdir(parents=True)
+    report = args.out / "report.md"
+    write_text(report, render(args.old, args.new, args.out))
+    print(f"wrote {report}: {args.old} -> {args.new}")
+
+
+if __name__ == "__main__":
+    run_stage(main)
