@@ -97,3 +97,13 @@ def test_report_has_both_diffs_the_verdicts_and_figures_that_exist(repo, experim
     images = re.findall(r"!\[[^]]*\]\(([^)]+)\)", report)
     assert len(images) == 4 and all((repo / "review" / image).stat().st_size > 1000 for image in images)
     assert (repo / "review/charts/index.html").exists()
+
+
+def test_the_model_is_a_dvc_artifact(repo):
+    from dvc.repo import Repo
+
+    with Repo(str(repo)) as dvc_repo:
+        artifacts = dvc_repo.artifacts.read()
+    model = artifacts["dvc.yaml"]["cifar10-cnn"]
+    assert (model.path, model.type) == ("models/model.pt", "model") and model.desc and model.labels
+    assert (repo / model.path).exists()
