@@ -5,7 +5,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: pipeline test setup data download lint bench ablation study readme report
+.PHONY: pipeline test setup data download lint bench ablation study readme report soak
 
 ## set up, pull the data, run every stage, show the metrics
 pipeline: data
@@ -60,6 +60,10 @@ report: setup
 ## rewrite the README's generated tables from metrics/ and bench/
 readme: setup
 	python -m stages.readme
+
+## 20 experiments in a row on tiny data, then exp remove / exp gc / gc: workspace and cache stay consistent
+soak: setup
+	pytest -m soak -s -q
 
 lint: setup
 	ruff check stages tests

@@ -2,11 +2,14 @@
 
     python -m stages.download [--out data/raw/cifar10.tar]
 
-torchvision downloads the release and checks its md5; the images are written as PNG (lossless) into one
-uncompressed tar archive laid out as cifar10/train/<class>/NNNN.png and cifar10/test/<class>/NNNN.png.
+torchvision downloads the release; its md5 is checked again before anything is unpacked (the release holds
+pickles, so only the known file may be read), and unpacking refuses members that would land outside the
+temporary folder. The images are written as PNG (lossless) into one uncompressed tar archive laid out as
+cifar10/train/<class>/NNNN.png and cifar10/test/<class>/NNNN.png.
 """
 
 import argparse
+import hashlib
 import io
 import os
 import pickle
@@ -57,10 +60,25 @@ def write_archive(batches_dir: Path, archive: Path) -> None:
                 counters[name] += 1
 
 
-def convert_release(release: Path, archive: Path) -> None:
-    """Unpack cifar-10-python.tar.gz and write its images to archive, which appears only when complete."""
+class ChecksumError(ValueError):
+    """The downloaded release is not the file whose md5 is published."""
+
+
+def check_md5(path: Path, expected: str) -> None:
+    digest = hashlib.md5()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != expected:
+        raise ChecksumError(f"{path} has md5 {digest.hexdigest()}, not the published {expected}: the download is "
+                            "corrupt or not the CIFAR-10 release; delete it and download again")
+
+
+def convert_release(release: Path, archive: Path, md5: str = MD5) -> None:
+    """Check, unpack cifar-10-python.tar.gz and write its images to archive, which appears only when complete."""
     if archive.exists():
         raise FileExistsError(f"{archive} already exists; remove it first to replace it")
+    check_md5(release, md5)
     with tempfile.TemporaryDirectory(dir=archive.parent) as tmp:
         with tarfile.open(release) as tar:
             tar.extractall(tmp, filter="data")  # the data filter refuses members that would land outside tmp
@@ -80,6 +98,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             download_url(URL, tmp, md5=MD5)
             convert_release(Path(tmp) / Path(URL).name, archive)
+    except ChecksumError as error:
+        sys.exit(f"error: {error}")
     except (OSError, RuntimeError) as error:
         sys.exit(f"error: could not fetch CIFAR-10 from {URL} ({error}); "
                  "check your internet connection, or get the data with `make data` (dvc pull)")

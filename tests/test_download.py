@@ -1,5 +1,6 @@
 """The download path's conversion, offline, on a tiny archive in the official CIFAR-10 format."""
 
+import hashlib
 import io
 import pickle
 import tarfile
@@ -9,7 +10,7 @@ import pytest
 from PIL import Image
 
 from stages.data import decode_images, group_by_split, read_raw_files
-from stages.download import BATCHES, convert_release
+from stages.download import BATCHES, ChecksumError, convert_release
 
 CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -34,11 +35,15 @@ def write_official_release(tmp_path, per_batch=4):
     return archive, contents
 
 
+def md5(path):
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
 def test_conversion_is_lossless_and_in_the_pipeline_layout(tmp_path):
     release, contents = write_official_release(tmp_path)
     archive = tmp_path / "data/raw/cifar10.tar"
     archive.parent.mkdir(parents=True)
-    convert_release(release, archive)
+    convert_release(release, archive, md5=md5(release))
 
     files = dict(read_raw_files(archive))
     data, labels = contents["test_batch"]
@@ -59,7 +64,7 @@ def test_conversion_refuses_to_overwrite(tmp_path):
     release, _ = write_official_release(tmp_path, per_batch=1)
     (tmp_path / "existing.tar").write_bytes(b"")
     with pytest.raises(FileExistsError, match="already exists; remove it first"):
-        convert_release(release, tmp_path / "existing.tar")
+        convert_release(release, tmp_path / "existing.tar", md5=md5(release))
 
 
 def test_release_members_outside_the_folder_are_refused(tmp_path):
@@ -70,5 +75,13 @@ def test_release_members_outside_the_folder_are_refused(tmp_path):
         tar.addfile(member, io.BytesIO(b"evil"))
     (tmp_path / "out").mkdir()
     with pytest.raises(tarfile.OutsideDestinationError):
-        convert_release(release, tmp_path / "out/cifar10.tar")
+        convert_release(release, tmp_path / "out/cifar10.tar", md5=md5(release))
     assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "out/escaped.txt").exists()
+
+
+def test_a_release_with_the_wrong_checksum_is_not_unpacked(tmp_path):
+    release, _ = write_official_release(tmp_path, per_batch=1)
+    (tmp_path / "out").mkdir()
+    with pytest.raises(ChecksumError, match=r"cifar-10-python.tar.gz has md5 \w+, not the published c58f3"):
+        convert_release(release, tmp_path / "out/cifar10.tar")  # the published md5, which the fake lacks
+    assert list((tmp_path / "out").iterdir()) == []
