@@ -20,7 +20,7 @@ import torch
 from stages.data import load_split
 from stages.models import load_checkpoint
 from stages.outputs import MODEL_FILE, write_json
-from stages.params import TTA_VIEWS, StageError, _require, check_eval, check_train, get, load_params, run_stage
+from stages.params import TTA_VIEWS, _require, check_eval, check_train, get, load_params, run_stage
 from stages.study import collect, run_queue, with_changes
 from stages.training import loss_and_accuracy, predict, resolve_precision, setup_torch, stats_tensors
 
@@ -58,8 +58,6 @@ def training_rows(params: dict) -> list[dict]:
 
 def tta_rows(params: dict) -> list[dict]:
     """Test accuracy of the committed model with each set of test-time views."""
-    if not MODEL_FILE.exists():
-        raise StageError(f"{MODEL_FILE} not found; run the pipeline first (dvc repro)")
     device = setup_torch(params["seed"], params["train"]["device"])
     precision = resolve_precision(params["train"]["precision"], device)
     model, checkpoint = load_checkpoint(MODEL_FILE)

@@ -19,74 +19,126 @@ SPLITS = ("train", "test")
 
 # ----------------------------------------------------------------------------- reading the raw data
 
-def read_raw_files(raw: Path) -> list[tuple[str, bytes]]:
-    """(path inside raw, file contents) of every regular file of an image folder or a tar archive, sorted by path.
+def read_raw_files(raw: Path) -> list[tuple[str, bytes | None]]:
+    """(path inside raw, file contents) of every regular file of an image folder or a tar archive, sorted by path;
+    folders are listed too, as (path, None), so that an empty class folder can be reported.
 
     One tar archive instead of 60,000 small files is what makes `dvc pull` and `dvc status` fast.
     """
     if raw.is_dir():
-        return [(path.relative_to(raw).as_posix(), path.read_bytes()) for path in sorted(raw.rglob("*"))
-                if path.is_file()]
+        return [(path.relative_to(raw).as_posix(), None if path.is_dir() else path.read_bytes())
+                for path in sorted(raw.rglob("*")) if path.is_dir() or path.is_file()]
     if raw.is_file() and tarfile.is_tarfile(raw):
         contents = raw.read_bytes()  # one read, then slices: faster than a read per member
         with tarfile.open(fileobj=io.BytesIO(contents)) as archive:
-            members = [member for member in archive if member.isfile()]
-        return sorted((m.name.removeprefix("./"), contents[m.offset_data:m.offset_data + m.size]) for m in members)
+            members = [member for member in archive if member.isfile() or member.isdir()]
+        return sorted((m.name.removeprefix("./").rstrip("/"),
+                       contents[m.offset_data:m.offset_data + m.size] if m.isfile() else None) for m in members)
     raise StageError(f"params.yaml: 'data.raw' is '{raw}', which is neither an image folder nor a tar archive; "
                      "run `make data` (dvc pull) or `make download`, or point it at your own data")
 
 
-def group_by_split(files: list[tuple[str, bytes]], raw: Path) -> dict[str, dict[str, list[tuple[str, bytes]]]]:
+def examples(paths: list[str], count: int = 3) -> str:
+    """'a, b, c and 7 more': the first few of a list of paths, for a one-line message."""
+    more = f" and {len(paths) - count} more" if len(paths) > count else ""
+    return ", ".join(paths[:count]) + more
+
+
+def group_by_split(files: list[tuple[str, bytes | None]], raw: Path) -> dict[str, dict[str, list[tuple[str, bytes]]]]:
     """{split: {class name: [(path, contents)]}} for the images laid out as [top folder/]<split>/<class>/<file>.
 
-    Files elsewhere, hidden files and files without an image suffix are skipped.
+    Hidden files, files without an image suffix and files elsewhere are skipped, and counted once.
     """
     layout = {split: {} for split in SPLITS}
+    skipped = []
     for path, contents in files:
         parts = path.split("/")
+        if contents is None:  # a folder: [top/]<split>/<class> is a class, even with no images in it
+            parts = parts[1:] if len(parts) == 3 else parts
+            if len(parts) == 2 and parts[0] in layout and not parts[1].startswith("."):
+                layout[parts[0]].setdefault(parts[1], [])
+            continue
         if len(parts) == 4:  # one top folder, as in cifar10.tar's cifar10/train/<class>/<file>
             parts = parts[1:]
         if (len(parts) == 3 and parts[0] in layout and not parts[2].startswith(".")
                 and Path(parts[2]).suffix.lower() in IMAGE_SUFFIXES):
             layout[parts[0]].setdefault(parts[1], []).append((path, contents))
+        else:
+            skipped.append(path)
+    if skipped:
+        print(f"note: skipped {len(skipped)} files that are not <split>/<class>/<image> with an image suffix "
+              f"({', '.join(sorted(IMAGE_SUFFIXES))}) or are hidden: {examples(skipped)}", flush=True)
     for split, classes in layout.items():
         if not classes:
             raise StageError(f"{raw} holds no {split}/<class>/<image> files ({', '.join(sorted(IMAGE_SUFFIXES))}); "
                              "lay it out as [folder/]train/<class>/* and [folder/]test/<class>/*")
+    empty = [f"{split}/{name}" for split, classes in layout.items() for name, images in classes.items() if not images]
+    if empty:
+        raise StageError(f"{raw}: {len(empty)} class folders hold no images ({examples(empty)}); add images or "
+                         "remove the folders")
     return layout
 
 
-def _decode(files: list[tuple[str, bytes]]) -> np.ndarray:
-    images = []
+def is_8bit_rgb(contents: bytes) -> bool:
+    """False for a PNG or JPEG whose header says grayscale, palette, alpha or 16-bit (it gets converted)."""
+    if contents[:8] == b"\x89PNG\r\n\x1a\n":
+        return contents[24] == 8 and contents[25] == 2  # IHDR bit depth 8, colour type 2 (truecolour)
+    if contents[:2] == b"\xff\xd8":
+        position = 2
+        while position + 9 < len(contents) and contents[position] == 0xFF:
+            marker, length = contents[position + 1], int.from_bytes(contents[position + 2:position + 4], "big")
+            if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+                return contents[position + 9] == 3  # the frame header's number of components
+            position += 2 + length
+    return True
+
+
+def _decode(files: list[tuple[str, bytes]]) -> tuple[list[np.ndarray], list[str], list[str]]:
+    """Decoded RGB uint8 images, the paths that could not be decoded, and those that were converted to 8-bit RGB."""
+    images, unreadable, converted = [], [], []
     for path, contents in files:
         try:
             image = decode_image(torch.frombuffer(bytearray(contents), dtype=torch.uint8), ImageReadMode.RGB)
         except RuntimeError:
-            raise StageError(f"{path} is not a readable image; remove or replace it") from None
+            unreadable.append(path)
+            continue
+        if image.dtype != torch.uint8:  # 16-bit PNG
+            image = (image.to(torch.int32) >> 8).to(torch.uint8)
+            converted.append(path)
+        elif not is_8bit_rgb(contents):
+            converted.append(path)
         images.append(image.permute(1, 2, 0).numpy())
-    return np.stack(images)
+    return images, unreadable, converted
 
 
 def decode_images(files: list[tuple[str, bytes]], workers: int | None = None) -> np.ndarray:
     """Decode encoded images to one uint8 array (N, H, W, 3), in parallel; all images must share one size.
 
+    Grayscale, palette, alpha and 16-bit images are converted to 8-bit RGB, with one note saying how many.
     torchvision's decoder (libjpeg-turbo, libpng) is 2 to 2.5x faster than PIL on these tiny images.
     """
     workers = workers or len(os.sched_getaffinity(0))
     with ProcessPoolExecutor(workers) as pool:
-        try:
-            decoded = list(pool.map(_decode, [files[i::workers] for i in range(workers)]))
-        except ValueError:  # np.stack of images of different sizes
-            sizes = {}
-            for path, contents in files:
-                image = decode_image(torch.frombuffer(bytearray(contents), dtype=torch.uint8))
-                sizes.setdefault(tuple(image.shape[1:]), path)
-            raise StageError(f"images differ in size: {', '.join(f'{p} is {w}x{h}' for (h, w), p in sizes.items())};"
-                             " resize them to one size first") from None
-    images = np.empty((len(files), *decoded[0].shape[1:]), dtype=np.uint8)
-    for i, chunk in enumerate(decoded):
-        images[i::workers] = chunk
-    return images
+        chunks = list(pool.map(_decode, [files[i::workers] for i in range(workers)]))
+    unreadable = sorted(path for _, bad, _ in chunks for path in bad)
+    if unreadable:
+        raise StageError(f"{len(unreadable)} files are not readable images (corrupt, truncated or not images "
+                         f"despite their suffix): {examples(unreadable)}; remove or replace them")
+    converted = sorted(path for _, _, changed in chunks for path in changed)
+    if converted:
+        print(f"note: converted {len(converted)} images that were not 8-bit RGB (grayscale, palette, alpha or "
+              f"16-bit) to 8-bit RGB: {examples(converted)}", flush=True)
+    sizes = {}
+    for chunk, (images, _, _) in enumerate(chunks):
+        for k, image in enumerate(images):
+            sizes.setdefault(image.shape[:2], files[chunk + k * workers][0])
+    if len(sizes) > 1:
+        raise StageError(f"images differ in size: {', '.join(f'{p} is {w}x{h}' for (h, w), p in sizes.items())}; "
+                         "resize them to one size first")
+    stacked = np.empty((len(files), *chunks[0][0][0].shape), dtype=np.uint8)
+    for i, (images, _, _) in enumerate(chunks):
+        stacked[i::workers] = images
+    return stacked
 
 
 def read_dataset(raw: Path) -> tuple[list[str], dict[str, tuple[np.ndarray, np.ndarray]]]:
@@ -96,6 +148,8 @@ def read_dataset(raw: Path) -> tuple[list[str], dict[str, tuple[np.ndarray, np.n
     if sorted(layout["test"]) != class_names:
         raise StageError(f"{raw}: train and test have different class folders ({', '.join(class_names)} against "
                          f"{', '.join(sorted(layout['test']))}); they must match")
+    if len(class_names) < 2:
+        raise StageError(f"{raw} has one class ({class_names[0]}); a classifier needs at least two class folders")
     splits = {}
     for split, classes in layout.items():
         files = [file for name in class_names for file in classes[name]]

@@ -27,14 +27,13 @@ def main() -> None:
     check_eval(params)
     train_params = params["train"]
     device = setup_torch(params["seed"], train_params["device"])
-    if not MODEL_FILE.exists():
-        raise StageError(f"{MODEL_FILE} not found; run the train stage first (dvc repro train)")
     model, checkpoint = load_checkpoint(MODEL_FILE)
     model = model.to(device, memory_format=torch.channels_last)
     test_images, test_labels, class_names = load_split("test")
-    if class_names != checkpoint["class_names"]:
-        raise StageError(f"{MODEL_FILE} was trained on classes {checkpoint['class_names']}, the test split has "
-                         f"{class_names}; re-run the pipeline (dvc repro)")
+    if class_names != checkpoint["class_names"] or test_images.shape[1] != checkpoint["image_size"]:
+        raise StageError(f"{MODEL_FILE} was trained on {checkpoint['image_size']}-pixel images of classes "
+                         f"{checkpoint['class_names']}; the test split has {test_images.shape[1]}-pixel images of "
+                         f"{class_names}; retrain it with `dvc repro train`")
     test_labels = torch.from_numpy(test_labels)
 
     mean, std = stats_tensors(checkpoint["mean"], checkpoint["std"], device)

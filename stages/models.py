@@ -5,6 +5,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from stages.params import StageError
+
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
 
@@ -116,8 +118,23 @@ def save_checkpoint(path: Path, model: nn.Module, model_params: dict, class_name
     tmp_path.replace(path)
 
 
+CHECKPOINT_KEYS = {"state_dict", "model_params", "class_names", "mean", "std", "image_size"}
+
+
 def load_checkpoint(path: Path) -> tuple[nn.Module, dict]:
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    model = build_model(checkpoint["model_params"], len(checkpoint["class_names"]), checkpoint["image_size"])
-    model.load_state_dict(checkpoint["state_dict"])
+    """The model saved by save_checkpoint. weights_only: loading never runs code from the file."""
+    retrain = "retrain it with `dvc repro train` (or fetch the committed one with `dvc pull`)"
+    if not path.exists():
+        raise StageError(f"{path} not found; {retrain}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - truncated, not a torch file, or holding objects we refuse
+        raise StageError(f"{path} is not a readable checkpoint ({type(error).__name__}); {retrain}") from None
+    if not isinstance(checkpoint, dict) or not CHECKPOINT_KEYS <= set(checkpoint):
+        raise StageError(f"{path} is not a checkpoint of this project; {retrain}")
+    try:
+        model = build_model(checkpoint["model_params"], len(checkpoint["class_names"]), checkpoint["image_size"])
+        model.load_state_dict(checkpoint["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError):
+        raise StageError(f"{path}: its weights do not fit the architecture it names; {retrain}") from None
     return model, checkpoint

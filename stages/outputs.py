@@ -24,6 +24,7 @@ SAMPLES_PNG = Path("plots/data/samples.png")
 CURVES_PNG = Path("plots/train/curves.png")
 CONFUSION_PNG = Path("plots/evaluate/confusion.png")
 MISCLASSIFIED_PNG = Path("plots/evaluate/misclassified.png")
+RESUME_FILE = Path("checkpoints/train.pt")  # the last finished epoch's training state; not a DVC output, not in Git
 
 
 def _replace(path: Path, write) -> None:

@@ -1,6 +1,8 @@
 """Read params.yaml and check it, so that a bad value stops a stage before any work."""
 
+import difflib
 import inspect
+import os
 import sys
 from pathlib import Path
 
@@ -27,25 +29,78 @@ PRECISIONS = ("auto", "bf16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
 OPTIMIZER_EXTRAS = {"bias_lr_factor"}  # optimizer settings that are ours, not the torch.optim class's
 
+# Every key params.yaml may hold: a mistyped key must not be ignored while a stage quietly uses another value.
+# A set lists a section's keys; None means any keys (optimizers: checked against each torch.optim signature).
+KNOWN_KEYS = {
+    "seed": set(),
+    "data": {"raw", "val_fraction"},
+    "model": {"arch": set(),
+              "fast_cnn": {"widths", "activation", "dropout", "batchnorm_momentum", "batchnorm_weight",
+                           "dirac_init", "output_scale"},
+              "seed_cnn": {"widths", "dense", "dropout"}},
+    "optimizer": set(),
+    "optimizers": None,
+    "train": {"epochs", "batch_size", "lr_schedule", "warmup_fraction", "lr_start_factor", "lr_end_factor",
+              "label_smoothing", "flip", "translate", "whiten_bias_epochs", "lookahead_every", "lookahead_decay",
+              "precision", "device", "resume"},
+    "evaluate": {"tta"},
+    "plot": {"overfit_gap", "underfit_accuracy"},
+    "study": {"optimizers", "sweep_factors", "sweep_epochs", "epochs", "target_val_acc"},
+    "ablation": {"reference": None, "runs": None},
+}
+
 
 class StageError(Exception):
     """A problem the user can fix; reported as one line, without a traceback."""
 
 
 def run_stage(main) -> None:
-    """Run a stage's main(), turning a StageError into one clear line and exit code 2."""
+    """Run a stage's main(), turning a StageError into one clear line and exit code 2, and Ctrl-C into exit 130.
+
+    DEBUG=1 in the environment shows the traceback as well.
+    """
     try:
         main()
     except StageError as error:
+        if os.environ.get("DEBUG"):
+            raise
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing half-written was left: run the stage again", file=sys.stderr)
+        sys.exit(130)
 
 
 def load_params(path: Path = PARAMS_FILE) -> dict:
+    """params.yaml, parsed and checked for keys that no stage knows."""
     if not path.exists():
         raise StageError(f"{path} not found; run the stages from the repository root")
-    with open(path) as file:
-        return yaml.safe_load(file)
+    try:
+        params = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or "unreadable"
+        raise StageError(f"{path} is not valid YAML{where} ({problem}); fix it, or restore it with "
+                         f"`git checkout {path}`") from None
+    if not isinstance(params, dict) or not params:
+        raise StageError(f"{path} is empty or not a mapping of keys; restore it with `git checkout {path}`")
+    check_known_keys(params, KNOWN_KEYS, path)
+    return params
+
+
+def check_known_keys(params: dict, known: dict, path: Path, prefix: str = "") -> None:
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if key not in known:
+            close = difflib.get_close_matches(str(key), [str(k) for k in known], n=1, cutoff=0.5)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+            raise StageError(f"{path}: unknown key '{name}'{hint}; no stage reads it: fix its name or remove it")
+        allowed = known[key]
+        if isinstance(allowed, set) and allowed and isinstance(value, dict):
+            check_known_keys(value, dict.fromkeys(allowed, set()), path, f"{name}.")
+        elif isinstance(allowed, dict) and isinstance(value, dict):
+            check_known_keys(value, allowed, path, f"{name}.")
 
 
 def get(params: dict, key: str):
@@ -147,6 +202,7 @@ def check_train(params: dict) -> None:
     _number(params, "train.lookahead_decay", 0, 1, open_high=True)
     _choice(params, "train.precision", PRECISIONS)
     _choice(params, "train.device", DEVICES)
+    _bool(params, "train.resume")
     check_model(params)
     check_optimizer(params)
 

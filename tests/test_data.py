@@ -1,6 +1,9 @@
+import shutil
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from stages.data import (decode_images, flip_where, load_split, read_dataset, read_raw_files, save_split,
                          scale_pixels, stratified_split, translate)
@@ -35,7 +38,7 @@ def test_hidden_and_foreign_files_are_skipped(tmp_path):
 
 
 def test_parallel_decoding_keeps_file_order(image_folder):
-    files = [file for file in read_raw_files(image_folder) if file[0].startswith("test/")]
+    files = [file for file in read_raw_files(image_folder) if file[0].startswith("test/") and file[1]]
     assert np.array_equal(decode_images(files, workers=3), decode_images(files, workers=1))
 
 
@@ -52,18 +55,67 @@ def test_classes_must_match_across_splits(image_folder, tmp_path):
         read_dataset(root)
 
 
-def test_unreadable_image_is_named(tmp_path):
-    root = make_image_folder(tmp_path / "data", {"train": 2, "test": 1})
-    (root / "train/cross/0001.png").write_bytes(b"not a png")
-    with pytest.raises(StageError, match="train/cross/0001.png is not a readable image"):
+def test_every_unreadable_image_is_counted_and_the_first_named(tmp_path):
+    root = make_image_folder(tmp_path / "data", {"train": 3, "test": 1})
+    (root / "train/cross/0001.png").write_bytes(b"not a png")  # not an image, with an image suffix
+    for name in ("0000", "0002"):
+        png = root / f"train/square/{name}.png"
+        png.write_bytes(png.read_bytes()[:60])  # truncated
+    jpeg = root / "train/circle/0000.jpg"
+    Image.open(root / "train/circle/0000.png").save(jpeg)
+    jpeg.write_bytes(jpeg.read_bytes()[:200])
+    with pytest.raises(StageError, match=r"^4 files are not readable images \(corrupt, truncated or not images "
+                                         r"despite their suffix\): train/circle/0000.jpg, train/cross/0001.png, "
+                                         r"train/square/0000.png and 1 more; remove or replace them"):
         read_dataset(root)
+
+
+def test_images_of_other_modes_are_converted_to_rgb_with_one_note(tmp_path, capsys):
+    root = make_image_folder(tmp_path / "data", {"train": 2, "test": 1})
+    rgb = np.asarray(Image.open(root / "train/circle/0000.png"))
+    Image.fromarray(rgb).convert("L").save(root / "train/circle/0000.png")
+    Image.fromarray(rgb).convert("P").save(root / "train/circle/0001.png")
+    Image.fromarray(rgb).convert("RGBA").save(root / "train/cross/0000.png")
+    Image.fromarray(rgb[..., 0].astype(np.uint16) * 257).save(root / "train/cross/0001.png")  # 16-bit grayscale
+    Image.fromarray(rgb).convert("L").save(root / "test/circle/0000.jpg")
+    (root / "test/circle/0000.png").unlink()
+    _, splits = read_dataset(root)
+    images = splits["train"][0]
+    assert images.dtype == np.uint8 and images.shape == (6, 16, 16, 3)
+    assert np.array_equal(images[3], rgb[..., 0][..., None].repeat(3, -1))  # 16-bit: the high byte
+    output = capsys.readouterr().out
+    assert "converted 4 images that were not 8-bit RGB" in output and "converted 1 images" in output
+
+
+def test_empty_class_folder_is_an_error(tmp_path):
+    root = make_image_folder(tmp_path / "data", {"train": 2, "test": 1})
+    (root / "train/oval").mkdir()
+    (root / "test/oval").mkdir()
+    with pytest.raises(StageError, match=r"2 class folders hold no images \(train/oval, test/oval\)"):
+        read_dataset(root)
+
+
+def test_one_class_is_not_a_classification_task(tmp_path):
+    root = make_image_folder(tmp_path / "data", {"train": 2, "test": 1})
+    for split in ("train", "test"):
+        for name in ("cross", "square"):
+            shutil.rmtree(root / split / name)
+    with pytest.raises(StageError, match="has one class \\(circle\\); a classifier needs at least two"):
+        read_dataset(root)
+
+
+def test_skipped_files_are_counted_once(tmp_path, capsys):
+    root = make_image_folder(tmp_path / "data", {"train": 2, "test": 1})
+    (root / "train/circle/.DS_Store").write_bytes(b"x")
+    (root / "train/circle/labels.csv").write_text("a,b")
+    read_dataset(root)
+    assert capsys.readouterr().out.count("note: skipped 2 files") == 1
 
 
 def test_images_of_different_sizes_are_named(tmp_path):
     make_image_folder(tmp_path / "a", {"train": 2}, size=16)
     make_image_folder(tmp_path / "b", {"train": 2}, size=8)
-    files = [(f"a/{path}", data) for path, data in read_raw_files(tmp_path / "a")]
-    files += [(f"b/{path}", data) for path, data in read_raw_files(tmp_path / "b")]
+    files = [(f"{top}/{path}", data) for top in "ab" for path, data in read_raw_files(tmp_path / top) if data]
     with pytest.raises(StageError, match="images differ in size: a/.* is 16x16, b/.* is 8x8"):
         decode_images(files, workers=2)
 

@@ -5,10 +5,16 @@ show after two experiments.
 """
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import dvc, make_dvc_repo, repro_and_commit, run, tiny_params
 
@@ -107,3 +113,44 @@ def test_the_model_is_a_dvc_artifact(repo):
     model = artifacts["dvc.yaml"]["cifar10-cnn"]
     assert (model.path, model.type) == ("models/model.pt", "model") and model.desc and model.labels
     assert (repo / model.path).exists()
+def test_two_queued_experiments_run_at_once_without_clashing(repo, experiments):
+    for seed in (1, 2):
+        dvc("exp", "run", "--queue", "-n", f"seed-{seed}", "-S", f"seed={seed}", cwd=repo)
+    dvc("queue", "start", "--jobs", "2", cwd=repo)
+    deadline = time.monotonic() + 300
+    while any(word in dvc("queue", "status", cwd=repo) for word in (" Queued ", " Running ")):
+        assert time.monotonic() < deadline, "the queue did not finish"
+        time.sleep(2)
+    assert " Failed " not in dvc("queue", "status", cwd=repo)
+    (baseline,) = json.loads(dvc("exp", "show", "--json", cwd=repo))[1:]
+    runs = {exp["name"]: exp["revs"][0]["data"] for exp in baseline["experiments"]}
+    seeds = [runs[f"seed-{seed}"]["params"]["params.yaml"]["data"]["seed"] for seed in (1, 2)]
+    accuracies = [runs[f"seed-{seed}"]["metrics"]["metrics/evaluate.json"]["data"]["test_acc"] for seed in (1, 2)]
+    assert seeds == [1, 2] and all(0 <= accuracy <= 1 for accuracy in accuracies)
+
+
+def test_killing_dvc_repro_midway_loses_nothing(tmp_path):
+    """kill -9 of the whole `dvc repro` during training; the next `dvc repro` runs cleanly to the same results."""
+    params = tiny_params()
+    params["train"].update(epochs=30, batch_size=8)
+    repo = make_dvc_repo(tmp_path / "repo", params)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    process = subprocess.Popen([sys.executable, "-m", "dvc", "repro"], cwd=repo, env=env, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while process.poll() is None and not (repo / "metrics/train/metrics.json").exists():
+        time.sleep(0.05)
+    assert process.poll() is None, "dvc repro ended before it could be killed"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+    dvc("repro", cwd=repo)
+    assert "up to date" in dvc("status", cwd=repo)
+    assert not list(repo.glob("**/.*.tmp*"))
+    after_kill = yaml.safe_load((repo / "dvc.lock").read_text())
+    dvc("repro", "--force", cwd=repo)
+    uninterrupted = yaml.safe_load((repo / "dvc.lock").read_text())
+
+    def outs(lock):
+        return {out["path"]: out["md5"] for stage in lock["stages"].values() for out in stage.get("outs", [])
+                if out["path"] != "metrics/timing.json"}
+    assert outs(after_kill) == outs(uninterrupted)

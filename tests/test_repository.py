@@ -2,6 +2,7 @@
 
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +26,8 @@ def tracked_files() -> list:
 def test_tracked_files_hold_no_secrets_or_absolute_paths():
     found = []
     for path in tracked_files():
+        if path == Path(__file__):  # the patterns themselves
+            continue
         text = path.read_bytes().decode("utf-8", errors="ignore")
         found += [f"{path.relative_to(REPO)}: {match.group(0)}"
                   for pattern in (SECRETS, ABSOLUTE_PATHS) for match in pattern.finditer(text)]

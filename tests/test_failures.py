@@ -1,0 +1,182 @@
+"""The failure contract: bad input stops a stage with exit code 2 and one `error:` line that names the file or the
+params key and what to do, with no traceback, and leaves no output behind. Each stage runs as `dvc repro` runs it:
+`python -m stages.<name>` in a directory laid out like the repository."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from stages import prepare, train
+from tests.conftest import REPO, dvc, make_dvc_repo, make_image_folder, write_params
+
+
+def fails(workdir, stage: str) -> str:
+    """Run a stage that must fail; its one stderr line."""
+    result = subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=workdir, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+# ----------------------------------------------------------------------------- params.yaml
+
+@pytest.mark.parametrize("text, message", [
+    ("seed: 0\ntrain: {epochs: 2\n", "params.yaml is not valid YAML at line 3, column 1"),
+    ("", "params.yaml is empty or not a mapping of keys; restore it with `git checkout params.yaml`"),
+    ("- a list\n", "params.yaml is empty or not a mapping of keys"),
+])
+def test_unreadable_params_are_named(workdir, text, message):
+    (workdir / "params.yaml").write_text(text)
+    assert message in fails(workdir, "prepare")
+
+
+@pytest.mark.parametrize("typo, message", [
+    (("optimzer", "adam"), "unknown key 'optimzer' (did you mean 'optimizer'?); no stage reads it"),
+    (("train", "epoch", 3), "unknown key 'train.epoch' (did you mean 'train.epochs'?)"),
+    (("model", "fast_cnn", "widht", 3), "unknown key 'model.fast_cnn.widht' (did you mean 'model.fast_cnn.width"),
+    (("evaluate", "tta_views", "none"), "unknown key 'evaluate.tta_views' (did you mean 'evaluate.tta'?)"),
+])
+def test_a_mistyped_key_is_not_ignored(workdir, params, typo, message):
+    *path, key, value = typo
+    section = params
+    for part in path:
+        section = section[part]
+    section[key] = value
+    write_params(workdir, params)
+    stages = ("prepare", "train", "evaluate", "plot") if key == "optimzer" else ("train",)
+    for stage in stages:
+        assert message in fails(workdir, stage)
+
+
+def test_a_batch_larger_than_the_training_split(workdir, params):
+    params["train"]["batch_size"] = 500
+    write_params(workdir, params)
+    prepare.main()
+    assert fails(workdir, "train") == ("error: params.yaml: 'train.batch_size' is 500, more than the 96 training "
+                                      "images; use at most 96 (or more data)")
+    assert not (workdir / "models").exists() and not (workdir / "metrics").exists()
+
+
+def test_a_model_too_deep_for_the_image_size(tmp_path, monkeypatch, params):
+    make_image_folder(tmp_path / "data/raw/cifar10", {"train": 10, "test": 2}, size=4)
+    write_params(tmp_path, params)
+    monkeypatch.chdir(tmp_path)
+    prepare.main()
+    assert "model.arch 'fast_cnn' halves the image 3 times, too often for 4x4 images" in fails(tmp_path, "train")
+
+
+# ----------------------------------------------------------------------------- the model file
+
+@pytest.fixture
+def trained(workdir):
+    prepare.main()
+    train.main()
+    return workdir
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("missing", "models/model.pt not found; retrain it with `dvc repro train` (or fetch the committed one with "
+                "`dvc pull`)"),
+    ("truncated", "models/model.pt is not a readable checkpoint"),
+    ("code", "models/model.pt is not a readable checkpoint (UnpicklingError)"),
+    ("foreign", "models/model.pt is not a checkpoint of this project; retrain it with `dvc repro train`"),
+    ("architecture", "models/model.pt: its weights do not fit the architecture it names; retrain it"),
+    ("image size", "was trained on 8-pixel images of classes ['circle', 'cross', 'square']; the test split has "
+                   "16-pixel images"),
+])
+def test_a_bad_model_file_says_retrain(trained, damage, message):
+    model = trained / "models/model.pt"
+    checkpoint = torch.load(model, weights_only=True)
+    if damage == "missing":
+        model.unlink()
+    elif damage == "truncated":
+        model.write_bytes(model.read_bytes()[:1000])
+    elif damage == "code":
+        torch.save({"state_dict": Payload()}, model)
+    elif damage == "foreign":
+        torch.save({"weights": torch.zeros(3)}, model)
+    elif damage == "architecture":
+        checkpoint["model_params"]["fast_cnn"]["widths"] = [8, 16, 32]
+        torch.save(checkpoint, model)
+    else:
+        checkpoint["image_size"] = 8
+        torch.save(checkpoint, model)
+    (trained / "metrics/evaluate.json").unlink(missing_ok=True)
+    assert message in fails(trained, "evaluate")
+    assert not (trained / "pwned").exists() and not (trained / "metrics/evaluate.json").exists()
+
+
+# ----------------------------------------------------------------------------- interruption and resume
+
+def run_train(workdir, resume: bool, kill_after_epoch: int | None = None) -> None:
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["train"]["resume"] = resume
+    write_params(workdir, params)
+    process = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=workdir, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(REPO)})
+    checkpoint = workdir / "checkpoints/train.pt"
+    while kill_after_epoch and process.poll() is None:
+        if checkpoint.exists() and torch.load(checkpoint, weights_only=True)["epoch"] >= kill_after_epoch:
+            process.kill()  # kill -9: no clean-up runs
+            break
+    assert process.wait() == (-9 if kill_after_epoch else 0), "training ended before it could be killed"
+
+
+def test_a_killed_training_resumes_to_bit_identical_results(workdir, params):
+    params["train"]["epochs"] = 20
+    write_params(workdir, params)
+    prepare.main()
+    outputs = ["models/model.pt", "plots/train/history.csv", "metrics/train/metrics.json"]
+    run_train(workdir, resume=False)
+    uninterrupted = [(workdir / path).read_bytes() for path in outputs]
+    assert not (workdir / "checkpoints/train.pt").exists()  # removed once the model is saved
+
+    for path in outputs:
+        (workdir / path).unlink()
+    run_train(workdir, resume=False, kill_after_epoch=3)
+    assert not (workdir / "models/model.pt").exists()
+    run_train(workdir, resume=True)
+    assert [(workdir / path).read_bytes() for path in outputs] == uninterrupted
+
+
+def test_resume_ignores_a_checkpoint_of_other_params(workdir, params):
+    params["train"]["epochs"] = 20
+    write_params(workdir, params)
+    prepare.main()
+    run_train(workdir, resume=False, kill_after_epoch=2)
+    params["train"].update(label_smoothing=0.1, resume=True)
+    write_params(workdir, params)
+    result = subprocess.run([sys.executable, "-m", "stages.train"], cwd=workdir, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0
+    assert "warning: checkpoints/train.pt is from other params or data; starting from epoch 1" in result.stdout
+
+
+# ----------------------------------------------------------------------------- the data remote
+
+def test_an_unreachable_remote_says_how_to_get_the_data(tmp_path, params):
+    repo = make_dvc_repo(tmp_path / "repo", params)
+    shutil.copy(REPO / "Makefile", repo / "Makefile")
+    dvc("remote", "add", "-d", "storage", str(tmp_path / "nowhere"), cwd=repo)
+    shutil.rmtree(repo / ".dvc/cache")
+    (repo / "data/raw/cifar10.tar").unlink()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(["make", "-o", "setup", "data"], cwd=repo, env=env, capture_output=True, text=True)
+    assert result.returncode != 0
+    ours = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert ours == [f"error: could not pull data/raw/cifar10.tar from the DVC remote 'storage' ({tmp_path}/nowhere); "
+                    "check that it is reachable, or with internet access run `make download` to fetch the official "
+                    "CIFAR-10 release instead"]
