@@ -4,8 +4,10 @@ params key and what to do, with no traceback, and leaves no output behind. Each 
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -150,6 +152,22 @@ def test_a_killed_training_resumes_to_bit_identical_results(workdir, params):
     assert not (workdir / "models/model.pt").exists()
     run_train(workdir, resume=True)
     assert [(workdir / path).read_bytes() for path in outputs] == uninterrupted
+
+
+def test_ctrl_c_stops_training_cleanly_and_keeps_the_checkpoint(workdir, params):
+    params["train"]["epochs"] = 500
+    write_params(workdir, params)
+    prepare.main()
+    process = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=workdir, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    while process.poll() is None and not (workdir / "checkpoints/train.pt").exists():
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1].startswith("error: interrupted; nothing half-written was left")
+    assert not (workdir / "metrics/train/metrics.json").exists() and not (workdir / "plots/train/history.csv").exists()
+    assert not (workdir / "models/model.pt").exists() and (workdir / "checkpoints/train.pt").exists()
 
 
 def test_resume_ignores_a_checkpoint_of_other_params(workdir, params):
