@@ -1,5 +1,6 @@
 """The soak: 20 consecutive experiments with varied params on tiny data, then the clean-up commands, and a check
-that the workspace and the cache stay consistent. Not part of `make test` (about 4 minutes): `make soak`."""
+that the workspace and the cache stay consistent. Not part of `make test` (about 7 minutes): `make soak`.
+`dvc exp gc` is gone from DVC 3; `dvc exp remove --all-commits` takes its place."""
 
 import json
 import time
@@ -42,7 +43,7 @@ def test_soak(tmp_path):
     assert len(json.loads(dvc("exp", "show", "--json", cwd=repo))[1]["experiments"]) == 10
     run(["git", "checkout", "--", "."], repo)
     dvc("checkout", "--force", cwd=repo)
-    dvc("exp", "gc", "--workspace", "--force", cwd=repo)
+    dvc("exp", "remove", "--all-commits", cwd=repo)  # DVC 3's replacement of `dvc exp gc`
     assert json.loads(dvc("exp", "show", "--json", cwd=repo))[1].get("experiments") in (None, [])
     dvc("gc", "--workspace", "--force", cwd=repo)
 
@@ -52,4 +53,4 @@ def test_soak(tmp_path):
     dvc("repro", cwd=repo)  # the cache still holds everything the committed dvc.lock names
     assert run(["git", "status", "--porcelain"], repo) == ""
     print(f"\nsoak: 20 experiments, {sum(seconds):.0f} s in all ({min(seconds):.1f} to {max(seconds):.1f} s each); "
-          f"{len(changed)} files changed by them; exp remove, exp gc -w, gc -w; status, git status, doctor clean")
+          f"{len(changed)} files changed by them; exp remove, exp remove -A, gc -w; status, git status, doctor clean")
