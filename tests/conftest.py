@@ -74,6 +74,14 @@ def params() -> dict:
     return copy.deepcopy(tiny_params())
 
 
+def start_stage(workdir: Path, stage: str, **popen_args) -> subprocess.Popen:
+    """`python -m stages.<stage>` in workdir, as dvc repro runs it, without waiting for it."""
+    popen_args.setdefault("stdout", subprocess.DEVNULL)
+    popen_args.setdefault("stderr", subprocess.DEVNULL)
+    return subprocess.Popen([sys.executable, "-m", f"stages.{stage}"], cwd=workdir,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, **popen_args)
+
+
 # ----------------------------------------------------------------------------- a throwaway Git + DVC repository
 
 def run(args: list[str], cwd: Path) -> str:

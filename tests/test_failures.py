@@ -15,16 +15,15 @@ import torch
 import yaml
 
 from stages import prepare, train
-from tests.conftest import REPO, dvc, make_dvc_repo, make_image_folder, write_params
+from tests.conftest import REPO, dvc, make_dvc_repo, make_image_folder, start_stage, write_params
 
 
 def fails(workdir, stage: str) -> str:
     """Run a stage that must fail; its one stderr line."""
-    result = subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=workdir, capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2, result.stderr
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr, result.stderr
+    _, stderr = (process := start_stage(workdir, stage, stderr=subprocess.PIPE, text=True)).communicate()
+    lines = stderr.strip().splitlines()
+    assert process.returncode == 2, stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in stderr, stderr
     return lines[0]
 
 
@@ -127,8 +126,7 @@ def run_train(workdir, resume: bool, kill_after_epoch: int | None = None) -> Non
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     params["train"]["resume"] = resume
     write_params(workdir, params)
-    process = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=workdir, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(REPO)})
+    process = start_stage(workdir, "train")
     checkpoint = workdir / "checkpoints/train.pt"
     while kill_after_epoch and process.poll() is None:
         if checkpoint.exists() and torch.load(checkpoint, weights_only=True)["epoch"] >= kill_after_epoch:
@@ -158,8 +156,7 @@ def test_ctrl_c_stops_training_cleanly_and_keeps_the_checkpoint(workdir, params)
     params["train"]["epochs"] = 500
     write_params(workdir, params)
     prepare.main()
-    process = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=workdir, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    process = start_stage(workdir, "train", stderr=subprocess.PIPE, text=True)
     while process.poll() is None and not (workdir / "checkpoints/train.pt").exists():
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
@@ -177,10 +174,9 @@ def test_resume_ignores_a_checkpoint_of_other_params(workdir, params):
     run_train(workdir, resume=False, kill_after_epoch=2)
     params["train"].update(label_smoothing=0.1, resume=True)
     write_params(workdir, params)
-    result = subprocess.run([sys.executable, "-m", "stages.train"], cwd=workdir, capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert result.returncode == 0
-    assert "warning: checkpoints/train.pt is from other params or data; starting from epoch 1" in result.stdout
+    stdout, _ = (process := start_stage(workdir, "train", stdout=subprocess.PIPE, text=True)).communicate()
+    assert process.returncode == 0
+    assert "warning: checkpoints/train.pt is from other params or data; starting from epoch 1" in stdout
 
 
 # ----------------------------------------------------------------------------- the data remote

@@ -2,9 +2,6 @@
 
 import csv
 import json
-import os
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -13,7 +10,7 @@ import pytest
 from stages import evaluate, plot, prepare, train
 from stages.plot import diagnose_fit
 from stages.training import TrainingDiverged
-from tests.conftest import CLASSES, REPO, write_params
+from tests.conftest import CLASSES, start_stage, write_params
 
 
 def run_pipeline():
@@ -101,8 +98,7 @@ def test_training_shows_its_progress_while_it_runs(workdir, params):
     params["train"]["epochs"] = 500
     write_params(workdir, params)
     prepare.main()
-    training = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=workdir, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(REPO)})
+    training = start_stage(workdir, "train")
     live = workdir / "metrics/train/metrics.json"
     try:
         while training.poll() is None and not live.exists():
