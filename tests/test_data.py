@@ -170,3 +170,8 @@ def test_translate_shifts_within_bounds_and_reflects():
         offsets.add(matches[0])
     assert len(offsets) > 20  # nearly all 25 shifts occur
     assert torch.equal(translate(images, 0, torch.Generator()), images)
+
+
+def test_a_split_too_small_for_a_validation_image_per_class_is_an_error():
+    with pytest.raises(StageError, match=r"'data.val_fraction' 0.2 leaves class 0 \(2 images\) with an empty split"):
+        stratified_split(np.repeat(np.arange(3), 2), 0.2, seed=0)
