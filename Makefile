@@ -60,7 +60,7 @@ report: setup
 readme: setup
 	python -m stages.readme
 
-## 20 experiments in a row on tiny data, then exp remove / exp gc / gc: workspace and cache stay consistent
+## 20 experiments in a row on tiny data, then exp remove, exp remove -A and gc -w: workspace and cache stay consistent
 soak: setup
 	pytest -m soak -s -q
 
