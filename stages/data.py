@@ -161,7 +161,8 @@ def read_dataset(raw: Path) -> tuple[list[str], dict[str, tuple[np.ndarray, np.n
     return class_names, splits
 
 
-def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(labels: np.ndarray, val_fraction: float, seed: int,
+                     class_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Indices of a seeded split that keeps each class's share in both parts."""
     rng = np.random.default_rng(seed)
     train_idx, val_idx = [], []
@@ -169,7 +170,7 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tupl
         members = rng.permutation(np.flatnonzero(labels == label))
         n_val = int(round(len(members) * val_fraction))
         if n_val == 0 or n_val == len(members):
-            raise StageError(f"params.yaml: 'data.val_fraction' {val_fraction} leaves class {label} "
+            raise StageError(f"params.yaml: 'data.val_fraction' {val_fraction} leaves class '{class_names[label]}' "
                              f"({len(members)} images) with an empty split; use a fraction nearer 0.5")
         val_idx.append(members[:n_val])
         train_idx.append(members[n_val:])

@@ -33,7 +33,7 @@ OPTIMIZER_EXTRAS = {"bias_lr_factor"}  # optimizer settings that are ours, not t
 # A set lists a section's keys; None means any keys (optimizers: checked against each torch.optim signature).
 KNOWN_KEYS = {
     "seed": set(),
-    "data": {"raw", "val_fraction"},
+    "data": {"raw", "val_fraction", "split_seed"},
     "model": {"arch": set(),
               "fast_cnn": {"widths", "activation", "dropout", "batchnorm_momentum", "batchnorm_weight",
                            "dirac_init", "output_scale"},
@@ -45,7 +45,8 @@ KNOWN_KEYS = {
               "precision", "device", "resume"},
     "evaluate": {"tta"},
     "plot": {"overfit_gap", "underfit_accuracy"},
-    "study": {"optimizers", "sweep_factors", "sweep_epochs", "epochs", "target_val_acc"},
+    "study": {"optimizers": set(), "seeds": set(), "changes": None, "target_val_acc": set(),
+              "sweep": {"factors": set(), "widen": set(), "max_widenings": set(), "changes": None}},
     "ablation": {"reference": None, "runs": None},
 }
 
@@ -143,7 +144,7 @@ def _bool(params: dict, key: str) -> bool:
 
 
 def check_data(params: dict) -> None:
-    _number(params, "seed", 0, 2**32 - 1, integer=True)
+    _number(params, "data.split_seed", 0, 2**32 - 1, integer=True)
     _number(params, "data.val_fraction", 0, 1, open_low=True, open_high=True)
     raw = Path(get(params, "data.raw"))
     if not raw.exists():

@@ -18,7 +18,8 @@ def main() -> None:
     class_names, raw_splits = read_dataset(raw)
     labelled_images, labelled_labels = raw_splits["train"]
     test_images, test_labels = raw_splits["test"]
-    train_idx, val_idx = stratified_split(labelled_labels, params["data"]["val_fraction"], params["seed"])
+    train_idx, val_idx = stratified_split(labelled_labels, params["data"]["val_fraction"],
+                                          params["data"]["split_seed"], class_names)
     splits = {
         "train": (labelled_images[train_idx], labelled_labels[train_idx]),
         "val": (labelled_images[val_idx], labelled_labels[val_idx]),

@@ -128,11 +128,11 @@ def test_neither_folder_nor_archive_is_an_error(tmp_path):
 
 def test_stratified_split_is_seeded_disjoint_and_keeps_class_shares():
     labels = np.repeat(np.arange(4), 50)
-    train_idx, val_idx = stratified_split(labels, 0.2, seed=3)
+    train_idx, val_idx = stratified_split(labels, 0.2, seed=3, class_names=list("abcdefghij"))
     assert len(np.intersect1d(train_idx, val_idx)) == 0 and len(train_idx) + len(val_idx) == 200
     assert np.bincount(labels[val_idx]).tolist() == [10, 10, 10, 10]
-    again, _ = stratified_split(labels, 0.2, seed=3)
-    other, _ = stratified_split(labels, 0.2, seed=4)
+    again, _ = stratified_split(labels, 0.2, seed=3, class_names=list("abcdefghij"))
+    other, _ = stratified_split(labels, 0.2, seed=4, class_names=list("abcdefghij"))
     assert np.array_equal(train_idx, again) and not np.array_equal(train_idx, other)
 
 
@@ -173,5 +173,5 @@ def test_translate_shifts_within_bounds_and_reflects():
 
 
 def test_a_split_too_small_for_a_validation_image_per_class_is_an_error():
-    with pytest.raises(StageError, match=r"'data.val_fraction' 0.2 leaves class 0 \(2 images\) with an empty split"):
-        stratified_split(np.repeat(np.arange(3), 2), 0.2, seed=0)
+    with pytest.raises(StageError, match=r"'data.val_fraction' 0.2 leaves class 'cat' \(2 images\) with an empty"):
+        stratified_split(np.repeat(np.arange(3), 2), 0.2, seed=0, class_names=["cat", "dog", "frog"])
