@@ -5,7 +5,7 @@ support per class), plots/evaluate/confusion.csv (one row per test image).
 """
 
 import torch
-from sklearn.metrics import classification_report, confusion_matrix, f1_score
+from sklearn.metrics import classification_report, confusion_matrix
 
 from stages.data import load_split
 from stages.models import load_checkpoint
@@ -14,12 +14,13 @@ from stages.params import StageError, check_eval, load_params, run_stage
 from stages.training import loss_and_accuracy, predict, resolve_precision, setup_torch, stats_tensors
 
 
-def class_rows(labels, predictions, class_names: list[str]) -> list[dict]:
-    """scikit-learn's classification report, one rounded row per class."""
+def class_report(labels, predictions, class_names: list[str]) -> tuple[list[dict], float]:
+    """scikit-learn's classification report, one rounded row per class, and its macro-averaged F1."""
     full = classification_report(labels, predictions, labels=range(len(class_names)), target_names=class_names,
                                  output_dict=True, zero_division=0)
-    return [{"class": name, "precision": round(full[name]["precision"], 5), "recall": round(full[name]["recall"], 5),
+    rows = [{"class": name, "precision": round(full[name]["precision"], 5), "recall": round(full[name]["recall"], 5),
              "f1": round(full[name]["f1-score"], 5), "support": int(full[name]["support"])} for name in class_names]
+    return rows, full["macro avg"]["f1-score"]
 
 
 def main() -> None:
@@ -42,9 +43,7 @@ def main() -> None:
                      tta=params["evaluate"]["tta"])
     loss, accuracy = loss_and_accuracy(logits, test_labels)
     predictions = logits.argmax(1).numpy()
-    per_class = class_rows(test_labels.numpy(), predictions, class_names)
-    macro_f1 = f1_score(test_labels.numpy(), predictions, labels=range(len(class_names)), average="macro",
-                        zero_division=0)
+    per_class, macro_f1 = class_report(test_labels.numpy(), predictions, class_names)
 
     write_json(EVALUATE_METRICS, {"test_acc": round(accuracy, 5), "test_loss": round(loss, 5),
                                   "macro_f1": round(macro_f1, 5)})

@@ -1,10 +1,12 @@
 """The CNNs, built from params, and the checkpoint that carries one between stages."""
 
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 from torch import nn
 
+from stages.outputs import save_torch
 from stages.params import StageError
 
 
@@ -110,24 +112,23 @@ def build_model(model_params: dict, num_classes: int, image_size: int) -> nn.Mod
 def save_checkpoint(path: Path, model: nn.Module, model_params: dict, class_names: list[str],
                     mean: list[float], std: list[float], image_size: int) -> None:
     """Everything needed to rebuild the model and feed it: weights, architecture, classes, normalisation."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    checkpoint = {"state_dict": model.state_dict(), "model_params": model_params, "class_names": class_names,
-                  "mean": mean, "std": std, "image_size": image_size}
-    tmp_path = path.with_suffix(".tmp")
-    torch.save(checkpoint, tmp_path)
-    tmp_path.replace(path)
+    save_torch(path, {"state_dict": model.state_dict(), "model_params": model_params, "class_names": class_names,
+                      "mean": mean, "std": std, "image_size": image_size})
 
 
 CHECKPOINT_KEYS = {"state_dict", "model_params", "class_names", "mean", "std", "image_size"}
 
 
-def load_checkpoint(path: Path) -> tuple[nn.Module, dict]:
-    """The model saved by save_checkpoint. weights_only: loading never runs code from the file."""
+def load_checkpoint(path: Path | str, source: BinaryIO | None = None) -> tuple[nn.Module, dict]:
+    """The model saved by save_checkpoint, from path or from source (an open file, then path only names it).
+
+    weights_only: loading never runs code from the file.
+    """
     retrain = "retrain it with `dvc repro train` (or fetch the committed one with `dvc pull`)"
-    if not path.exists():
+    if source is None and not Path(path).exists():
         raise StageError(f"{path} not found; {retrain}")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(source or path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - truncated, not a torch file, or holding objects we refuse
         raise StageError(f"{path} is not a readable checkpoint ({type(error).__name__}); {retrain}") from None
     if not isinstance(checkpoint, dict) or not CHECKPOINT_KEYS <= set(checkpoint):

@@ -5,6 +5,8 @@ import json
 import os
 from pathlib import Path
 
+import torch
+
 # Every file the pipeline writes (dvc.yaml lists the same), so stages agree on where things are.
 # metrics/: small numbers compared across experiments (DVC metrics); plots/: chart data and figures;
 # reports/: tables and text for people, Git-tracked but not DVC metrics.
@@ -36,6 +38,10 @@ def _replace(path: Path, write) -> None:
 
 def write_json(path: Path, data: dict) -> None:
     _replace(Path(path), lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
+
+
+def save_torch(path: Path, data: dict) -> None:
+    _replace(Path(path), lambda tmp: torch.save(data, tmp))
 
 
 def write_text(path: Path, text: str) -> None:

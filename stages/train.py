@@ -15,8 +15,8 @@ from dvclive import Live
 
 from stages.data import load_split
 from stages.models import build_model, init_whitening, save_checkpoint
-from stages.outputs import (HISTORY_CSV, LIVE_DIR, MODEL_FILE, PREPARED_DIR, RESUME_FILE, TIMING_METRICS,
-                            TRAIN_METRICS, write_csv, write_json)
+from stages.outputs import (HISTORY_CSV, LIVE_DIR, MODEL_FILE, RESUME_FILE, TIMING_METRICS,
+                            TRAIN_METRICS, save_torch, write_csv, write_json)
 from stages.params import StageError, check_train, load_params, run_stage
 from stages.training import (Lookahead, build_optimizer, build_schedule, channel_stats, loss_and_accuracy, predict,
                              resolve_precision, setup_torch, stats_tensors, to_input, train_one_epoch,
@@ -63,28 +63,26 @@ def check_fits(params: dict, train_images, class_names: list[str]) -> None:
             raise StageError(message) from None
 
 
-def fingerprint(params: dict) -> str:
-    """What a checkpoint must match to be resumed: every param train reads (but resume) and the prepared data."""
+def fingerprint(params: dict, splits: list[tuple]) -> str:
+    """What a checkpoint must match to be resumed: every param train reads (but resume) and the loaded data."""
     train_params = {key: value for key, value in params["train"].items() if key != "resume"}
     chosen = {key: params[key] for key in ("seed", "model", "optimizer", "optimizers")}
     digest = hashlib.sha256(json.dumps({**chosen, "train": train_params}, sort_keys=True).encode())
-    for split in ("train", "val"):
-        digest.update((PREPARED_DIR / f"{split}.npz").read_bytes())
+    for images, labels, _ in splits:
+        digest.update(images.tobytes())
+        digest.update(labels.tobytes())
     return digest.hexdigest()
 
 
 def save_training_state(epoch: int, model, optimizer, schedule, lookahead, generator, history: list[dict],
                         train_flops: float, key: str) -> None:
-    """Everything the next epoch depends on, written whole (temporary file, then rename)."""
+    """Everything the next epoch depends on, written whole."""
     state = {"epoch": epoch, "fingerprint": key, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
              "schedule": schedule.state_dict(), "lookahead": lookahead.average, "generator": generator.get_state(),
              "torch_rng": torch.get_rng_state(), "history": history, "train_flops": train_flops}
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
-    RESUME_FILE.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = RESUME_FILE.with_name(f".{RESUME_FILE.name}.tmp")
-    torch.save(state, tmp_path)
-    tmp_path.replace(RESUME_FILE)
+    save_torch(RESUME_FILE, state)
 
 
 def load_training_state(key: str) -> dict | None:
@@ -144,7 +142,7 @@ def train(params: dict, train_split: tuple, val_split: tuple, live: Live) -> tup
 
     print(f"training {params['model']['arch']} with {params['optimizer']} on {device} in {precision} "
           f"({len(train_images)} train / {len(val_images)} val images, {epochs} epochs)", flush=True)
-    key = fingerprint(params)
+    key = fingerprint(params, [train_split, val_split])
     state = load_training_state(key) if train_params["resume"] else None
     history, train_flops, first_epoch = [], 0.0, 0
     if state:
