@@ -1,42 +1,52 @@
-"""The optimizer study: which optimizer trains this CNN best, answered with DVC experiments.
+"""The optimizer study: which optimizer trains this CNN best, answered with DVC experiments and statistics.
 
     python -m stages.study            (or: make study)
 
-1. Learning-rate sweep: for each optimizer in study.optimizers, queue one experiment per factor in
-   study.sweep_factors (its own lr times the factor), each for study.sweep_epochs epochs; run the queue.
-2. Final runs: each optimizer at the lr that gave the best validation accuracy in the sweep, for
-   study.epochs epochs; run the queue.
-3. Compare: reports/optimizers.json, reports/optimizers.md and plots/optimizers/curves.png.
+1. Learning-rate sweep, seed `seed`, at the short budget study.sweep.changes: each optimizer of
+   study.optimizers at its own lr times study.sweep.factors; while the best lr is the lowest or highest
+   tried, one more lr study.sweep.widen further out.
+2. Final runs at the budget study.changes: each optimizer at its best lr, once per seed of study.seeds
+   (the seed sets initialisation, shuffling and augmentation; the split has its own data.split_seed).
+3. Statistics: mean and standard deviation over seeds, and for every pair of optimizers the paired
+   difference in test accuracy with its 95% confidence interval. Writes reports/optimizers.json,
+   reports/optimizers.md (the README's tables) and plots/optimizers/curves.png.
 
-Every run is an ordinary DVC experiment (sweep-<optimizer>-<lr>, study-<optimizer>), so it stays visible
-in `dvc exp show` and comparable with `dvc exp diff` and `dvc plots diff`. Same model, data, seed and
-schedule for every optimizer: only the optimizer and its own settings change.
+Every run is an ordinary queued DVC experiment (sweep-<optimizer>-<lr>, study-<optimizer>-seed<n>), visible
+in `dvc exp show` and comparable with `dvc exp diff` and `dvc plots diff`. Interrupted, the study resumes:
+experiments that finished from the same commit with the same params are kept, and so are runs that
+diverged (recorded in checkpoints/queue-failures.json).
 """
 
 import copy
 import csv
 import io
 import json
+import math
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import yaml
+from scipy import stats
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from stages.outputs import (EVALUATE_METRICS, HISTORY_CSV, TIMING_METRICS, TRAIN_METRICS, save_figure,  # noqa: E402
-                            write_json)
+                            write_json, write_text)
 from stages.params import (OPTIMIZERS, StageError, _number, _require, check_train, get, load_params,  # noqa: E402
                            run_stage)
 
 STUDY_JSON = Path("reports/optimizers.json")
 TABLE_MD = Path("reports/optimizers.md")
 CURVES_PNG = Path("plots/optimizers/curves.png")
+FAILURES_JSON = Path("checkpoints/queue-failures.json")
 
 
 # ----------------------------------------------------------------------------- DVC and Git
@@ -87,135 +97,276 @@ def ran_with(sha: str, params: dict, overrides: dict) -> bool:
     return pipeline_params(ran) == pipeline_params(with_changes(params, overrides))
 
 
+def queue_failure(name: str) -> str:
+    logs = dvc("queue", "logs", name, check=False)
+    return "diverged" if "training diverged" in logs else "failed"
+
+
 def run_queue(runs: dict[str, dict]) -> dict[str, str]:
     """Queue one experiment per run (name -> params to set) and run the queue to the end, one at a time.
 
-    An experiment that already ran from this commit with the same params is kept, not re-run, so an
-    interrupted study or ablation resumes where it stopped. Returns experiment name -> commit of the
-    experiments based on the commit they were queued from, so a commit made while the queue runs does
-    not hide them.
+    Returns name -> the experiment's commit, or "diverged" / "failed" for a run that left no experiment.
+    A run that already finished from this commit with the same params (an experiment, or a failure recorded
+    in checkpoints/queue-failures.json) is kept, not re-run, so an interrupted study or ablation resumes
+    where it stopped. Experiments are looked up by the commit they were queued from, so a commit made while
+    the queue runs does not hide them.
     """
     base = command("git", "rev-parse", "HEAD").strip()
     existing, params = experiment_refs(base), load_params()
+    failures = read_failures(base)
     finished = [name for name in runs if name in existing and ran_with(existing[name], params, runs[name])]
+    finished += [name for name in runs if name not in existing and failures.get(name, {}).get("changes") == runs[name]]
     stale = [name for name in runs if name in existing and name not in finished]
     if stale:
         dvc("exp", "remove", *stale)
     if finished:
-        print(f"kept {len(finished)} experiments that already ran with the same params: {', '.join(finished)}")
+        print(f"kept {len(finished)} runs that already finished with the same params: {', '.join(finished)}")
     todo = [name for name in runs if name not in finished]
+    if todo:
+        for name in todo:
+            dvc("exp", "run", "--queue", "--force", "-n", name,
+                *[arg for key, value in runs[name].items() for arg in ("-S", f"{key}={json.dumps(value)}")])
+        print(f"running {len(todo)} queued experiments: {', '.join(todo)}", flush=True)
+        dvc("queue", "start", "--jobs", "1")
+        while " Queued " in (status := dvc("queue", "status")) or " Running " in status:
+            time.sleep(5)  # `dvc queue start` returns at once; the worker runs the queue in the background
+    refs = experiment_refs(base)
     for name in todo:
-        dvc("exp", "run", "--queue", "--force", "-n", name,
-            *[arg for key, value in runs[name].items() for arg in ("-S", f"{key}={json.dumps(value)}")])
-    print(f"running {len(todo)} queued experiments: {', '.join(todo)}", flush=True)
-    dvc("queue", "start", "--jobs", "1")
-    while True:  # `dvc queue start` returns at once; the worker runs the queue in the background
-        status = dvc("queue", "status")
-        if " Queued " not in status and " Running " not in status:
-            return experiment_refs(base)
-        time.sleep(5)
+        if name not in refs:
+            failures[name] = {"changes": runs[name], "status": queue_failure(name)}
+    write_json(FAILURES_JSON, {"base": base, "runs": failures})
+    return {name: refs.get(name) or failures[name]["status"] for name in runs}
 
 
-def collect(name: str, refs: dict[str, str]) -> dict:
+def read_failures(base: str) -> dict:
+    """Runs that left no experiment (diverged, failed), recorded by run_queue for commit base."""
+    if not FAILURES_JSON.exists():
+        return {}
+    recorded = json.loads(FAILURES_JSON.read_text())
+    return recorded["runs"] if recorded.get("base") == base else {}
+
+
+def collect(name: str, outcomes: dict[str, str]) -> dict:
     """One experiment's results, or why there are none (diverged, failed)."""
-    if name not in refs:
-        logs = dvc("queue", "logs", name, check=False)
-        return {"status": "diverged" if "training diverged" in logs else "failed"}
-    sha = refs[name]
+    if outcomes[name] in ("diverged", "failed"):
+        return {"status": outcomes[name]}
+    sha = outcomes[name]
     history = list(csv.DictReader(io.StringIO(read_at(sha, HISTORY_CSV))))
     trained = {**json.loads(read_at(sha, TRAIN_METRICS)), **json.loads(read_at(sha, TIMING_METRICS))}
     return {"status": "ok", "train": trained, "test": json.loads(read_at(sha, EVALUATE_METRICS)),
             "history": [{key: float(value) for key, value in row.items()} for row in history]}
 
 
-# ----------------------------------------------------------------------------- the study
+# ----------------------------------------------------------------------------- the learning-rate sweep
 
 def lr_name(lr: float) -> str:
     return f"{lr:.2g}".replace(".", "p").replace("-", "m")
 
 
-def sweep_runs(params: dict) -> dict[str, dict]:
+def rounded(lr: float) -> float:
+    return float(f"{lr:.3g}")
+
+
+def sweep_run(params: dict, optimizer: str, lr: float) -> tuple[str, dict]:
+    return (f"sweep-{optimizer}-{lr_name(lr)}",
+            {**params["study"]["sweep"]["changes"], "optimizer": optimizer, f"optimizers.{optimizer}.lr": lr})
+
+
+def best_lr(scores: dict[float, float | str]) -> float | None:
+    """The lr with the highest validation accuracy; a diverged or failed lr scores lowest."""
+    scored = {lr: score for lr, score in scores.items() if not isinstance(score, str)}
+    return max(scored, key=scored.get) if scored else None
+
+
+def next_lr(scores: dict[float, float | str], widen: float) -> float | None:
+    """The lr to try next: one step beyond the edge where the best lr sits, or None when it sits inside."""
+    best = best_lr(scores)
+    if best is None or best == min(scores):  # every lr diverged: go lower
+        return rounded(min(scores) / widen)
+    if best == max(scores):
+        return rounded(max(scores) * widen)
+    return None
+
+
+def sweep_learning_rates(params: dict) -> dict[str, dict]:
+    """Per optimizer: val accuracy (or failure) of every lr tried, the best lr, and whether it sits at an edge.
+
+    Starts at each optimizer's own lr times study.sweep.factors; while an optimizer's best lr is the lowest
+    or highest tried, tries one more lr a factor study.sweep.widen further out (study.sweep.max_widenings
+    times at most), so that the chosen lr is one with a worse lr on each side.
+    """
+    sweep = params["study"]["sweep"]
+    scores = {optimizer: {} for optimizer in params["study"]["optimizers"]}
+    to_try = {optimizer: [rounded(params["optimizers"][optimizer]["lr"] * factor) for factor in sweep["factors"]]
+              for optimizer in scores}
+    for widening in range(sweep["max_widenings"] + 1):
+        runs = {optimizer: dict(sweep_run(params, optimizer, lr) for lr in lrs) for optimizer, lrs in to_try.items()}
+        outcomes = run_queue({name: run for named in runs.values() for name, run in named.items()})
+        for optimizer, named in runs.items():
+            for name, run in named.items():
+                result = collect(name, outcomes)
+                scores[optimizer][run[f"optimizers.{optimizer}.lr"]] = (
+                    result["train"]["val_acc"] if result["status"] == "ok" else result["status"])
+        to_try = {optimizer: [lr] for optimizer in scores if (lr := next_lr(scores[optimizer], sweep["widen"]))}
+        if not to_try or widening == sweep["max_widenings"]:
+            break
+        print(f"best lr at the edge of the sweep for {', '.join(to_try)}: widening it", flush=True)
+    return {optimizer: {"lr": best_lr(tried), "at_edge": next_lr(tried, sweep["widen"]) is not None,
+                        "tried": {str(lr): tried[lr] for lr in sorted(tried)}}
+            for optimizer, tried in scores.items()}
+
+
+# ----------------------------------------------------------------------------- the final runs and their statistics
+
+def final_runs(params: dict, sweep: dict[str, dict]) -> dict[str, dict]:
+    """name -> params, one per optimizer and seed, each at its optimizer's lr from the sweep."""
     study = params["study"]
-    runs = {}
-    for optimizer in study["optimizers"]:
-        base_lr = params["optimizers"][optimizer]["lr"]
-        for factor in study["sweep_factors"]:
-            lr = float(f"{base_lr * factor:.3g}")
-            runs[f"sweep-{optimizer}-{lr_name(lr)}"] = {
-                "optimizer": optimizer, f"optimizers.{optimizer}.lr": lr, "train.epochs": study["sweep_epochs"]}
-    return runs
+    return {f"study-{optimizer}-seed{seed}": {**study["changes"], "optimizer": optimizer, "seed": seed,
+                                               f"optimizers.{optimizer}.lr": sweep[optimizer]["lr"]}
+            for optimizer in study["optimizers"] if sweep[optimizer]["lr"] is not None for seed in study["seeds"]}
 
 
-def pick_learning_rates(params: dict, runs: dict[str, dict], results: dict[str, dict]) -> dict[str, dict]:
-    """Each optimizer's lr with the best final validation accuracy in the sweep (None if every lr failed)."""
-    chosen = {}
-    for optimizer in params["study"]["optimizers"]:
-        tried = [(name, overrides[f"optimizers.{optimizer}.lr"]) for name, overrides in runs.items()
-                 if overrides["optimizer"] == optimizer]
-        scored = [(results[name]["train"]["val_acc"], lr) for name, lr in tried if results[name]["status"] == "ok"]
-        chosen[optimizer] = {"lr": max(scored)[1] if scored else None,
-                             "sweep": {str(lr): results[name]["train"]["val_acc"]
-                                       if results[name]["status"] == "ok" else results[name]["status"]
-                                       for name, lr in tried}}
-    return chosen
-
-
-def table_row(optimizer: str, lr: float | None, result: dict, target_val_acc: float) -> dict:
-    row = {"optimizer": optimizer, "lr": lr, "status": result["status"]}
-    if result["status"] != "ok":
-        return row
-    history, trained = result["history"], result["train"]
+def run_summary(result: dict, target_val_acc: float) -> dict:
+    """The numbers of one finished run that the study compares."""
+    history = result["history"]
     reached = [int(epoch["epoch"]) for epoch in history if epoch["val_acc"] >= target_val_acc]
-    final = history[-1]
-    best = max(history, key=lambda epoch: epoch["val_acc"])
-    return {**row, "test_acc": result["test"]["test_acc"], "test_loss": result["test"]["test_loss"],
-            "best_val_acc": trained["best_val_acc"], "best_epoch": int(best["epoch"]),
+    return {"test_acc": result["test"]["test_acc"], "test_loss": result["test"]["test_loss"],
             "epochs_to_target": reached[0] if reached else None,
-            "train_val_gap": round(final["train_acc"] - final["val_acc"], 5),
-            "train_seconds": trained["train_seconds"]}
+            "train_val_gap": round(history[-1]["train_acc"] - history[-1]["val_acc"], 5),
+            "train_seconds": result["train"]["train_seconds"]}
 
 
-def markdown_table(rows: list[dict], target_val_acc: float) -> str:
-    header = ["optimizer", "lr", "test acc", "test loss", "best val acc (epoch)",
-              f"epochs to {target_val_acc:.0%} val", "train - val gap", "train s"]
+def spread(values: list[float]) -> dict:
+    """Mean and sample standard deviation (0 for a single value)."""
+    return {"mean": round(statistics.mean(values), 5),
+            "std": round(statistics.stdev(values), 5) if len(values) > 1 else 0.0}
+
+
+def summary_row(optimizer: str, lr: float | None, runs: dict[int, dict]) -> dict:
+    """One optimizer over its seeds: mean and spread of each number, and how many runs diverged or failed."""
+    ok = [run for run in runs.values() if run["status"] == "ok"]
+    row = {"optimizer": optimizer, "lr": lr, "seeds": len(runs), "ok": len(ok),
+           "diverged": sum(run["status"] == "diverged" for run in runs.values())}
+    if ok:
+        row.update({key: spread([run[key] for run in ok])
+                    for key in ("test_acc", "test_loss", "train_val_gap", "train_seconds")})
+        reached = [run["epochs_to_target"] for run in ok if run["epochs_to_target"] is not None]
+        row["epochs_to_target"] = {**spread(reached), "reached": len(reached)} if reached else {"reached": 0}
+    return row
+
+
+def paired_comparison(better: str, worse: str, runs: dict[str, dict[int, dict]]) -> dict:
+    """Test-accuracy difference better - worse over the seeds both finished, with its 95% confidence interval.
+
+    The same seed gives both optimizers the same initialisation, batches and augmentation, so the
+    per-seed differences remove most of the seed-to-seed spread (a paired t interval).
+    """
+    seeds = [seed for seed in runs[better] if runs[better][seed]["status"] == runs[worse][seed]["status"] == "ok"]
+    differences = [runs[better][seed]["test_acc"] - runs[worse][seed]["test_acc"] for seed in seeds]
+    result = {"better": better, "worse": worse, "seeds": len(seeds)}
+    if len(differences) < 2:
+        return {**result, "difference": None, "ci95": None, "clear": False}
+    mean = statistics.mean(differences)
+    half = float(stats.t.ppf(0.975, len(differences) - 1)) * statistics.stdev(differences) / math.sqrt(len(differences))
+    return {**result, "difference": round(mean, 5), "ci95": [round(mean - half, 5), round(mean + half, 5)],
+            "clear": bool(mean - half > 0)}
+
+
+def compare(rows: list[dict], runs: dict[str, dict[int, dict]]) -> list[dict]:
+    """Every pair of optimizers that finished, the one with the higher mean test accuracy first."""
+    ranked = [row["optimizer"] for row in sorted(rows, key=lambda row: -row["test_acc"]["mean"]) if row["ok"]]
+    return [paired_comparison(better, worse, runs) for i, better in enumerate(ranked) for worse in ranked[i + 1:]]
+
+
+# ----------------------------------------------------------------------------- tables and figure
+
+def mean_std(row: dict, key: str, digits: int, scale: float = 1) -> str:
+    value = row[key]
+    return f"{value['mean'] * scale:.{digits}f} ± {value['std'] * scale:.{digits}f}"
+
+
+def results_table(rows: list[dict], target_val_acc: float) -> str:
+    header = ["optimizer", "lr", "test acc % (mean ± sd)", "test loss", f"epochs to {target_val_acc:.0%} val",
+              "train - val gap (points)", "runs ok", "train s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in sorted(rows, key=lambda r: -r.get("test_acc", -1)):
-        if row["status"] != "ok":
-            lines.append(f"| {row['optimizer']} | {row['lr']} | {row['status']} |" + " |" * (len(header) - 3))
+    for row in sorted(rows, key=lambda row: -row["test_acc"]["mean"] if row["ok"] else 1):
+        lr = f"{row['lr']:g}" if row["lr"] is not None else "none (every lr diverged)"
+        if not row["ok"]:
+            lines.append(f"| {row['optimizer']} | {lr} | {row['diverged']} of {row['seeds']} diverged |"
+                         + " |" * (len(header) - 3))
             continue
-        to_target = row["epochs_to_target"] or "not reached"
-        lines.append(f"| {row['optimizer']} | {row['lr']:g} | {row['test_acc']:.4f} | {row['test_loss']:.4f} | "
-                     f"{row['best_val_acc']:.4f} ({row['best_epoch']}) | {to_target} | "
-                     f"{row['train_val_gap']:+.4f} | {row['train_seconds']:.0f} |")
+        reached = row["epochs_to_target"]
+        to_target = ("not reached" if not reached["reached"] else mean_std(row, "epochs_to_target", 1)
+                     + ("" if reached["reached"] == row["ok"] else f" ({reached['reached']} of {row['ok']} runs)"))
+        lines.append(f"| {row['optimizer']} | {lr} | {mean_std(row, 'test_acc', 2, 100)} | "
+                     f"{mean_std(row, 'test_loss', 3)} | {to_target} | {mean_std(row, 'train_val_gap', 1, 100)} | "
+                     f"{row['ok']} of {row['seeds']} | {row['train_seconds']['mean']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
-def plot_overlay(results: dict[str, dict]):
-    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for optimizer, result in results.items():
-        if result["status"] != "ok":
+def comparison_table(comparisons: list[dict]) -> str:
+    lines = ["| comparison | test acc difference (points, mean over seeds) | 95% confidence interval | "
+             "larger than the seed-to-seed spread? |", "|---|---|---|---|"]
+    for pair in comparisons:
+        if pair["difference"] is None:
+            lines.append(f"| {pair['better']} - {pair['worse']} | fewer than 2 common seeds | | |")
             continue
-        epochs = [row["epoch"] for row in result["history"]]
+        low, high = (100 * bound for bound in pair["ci95"])
+        lines.append(f"| {pair['better']} - {pair['worse']} | {100 * pair['difference']:+.2f} | "
+                     f"{low:+.2f} to {high:+.2f} | {'yes' if pair['clear'] else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+def sweep_table(sweep: dict[str, dict]) -> str:
+    lines = ["| optimizer | validation accuracy at each lr tried (the chosen one in bold) |", "|---|---|"]
+    for optimizer, result in sweep.items():
+        cells = []
+        for lr, score in result["tried"].items():
+            cell = f"{float(lr):g}: " + (score if isinstance(score, str) else f"{score:.3f}")
+            cells.append(f"**{cell}**" if result["lr"] is not None and float(lr) == result["lr"] else cell)
+        edge = " (best at the edge after the last widening)" if result["at_edge"] else ""
+        lines.append(f"| {optimizer} | {', '.join(cells)}{edge} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(histories: dict[str, list[list[dict]]]):
+    """Each optimizer's mean validation accuracy and loss over its seeds, with a band from lowest to highest."""
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for optimizer, runs in histories.items():
+        epochs = [int(row["epoch"]) for row in runs[0]]
         for axis, metric in zip(axes, ("val_acc", "val_loss")):
-            axis.plot(epochs, [row[metric] for row in result["history"]], "o-", label=optimizer)
+            values = np.array([[row[metric] for row in history] for history in runs])
+            line, = axis.plot(epochs, values.mean(axis=0), "o-", label=f"{optimizer} ({len(runs)} seeds)")
+            axis.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2)
     for axis, label in zip(axes, ("validation accuracy", "validation loss")):
         axis.set(xlabel="epoch", ylabel=label)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
         axis.legend()
-    figure.suptitle("Optimizer study: validation curves, same model, data, seed and schedule")
+    figure.suptitle("Optimizer study: mean validation curves over seeds (band: lowest to highest seed)")
     return figure
 
+
+# ----------------------------------------------------------------------------- the study
 
 def check_study(params: dict) -> None:
     check_train(params)
     optimizers = get(params, "study.optimizers")
     _require(isinstance(optimizers, list) and optimizers and all(name in OPTIMIZERS for name in optimizers),
              "study.optimizers", "a list of " + " | ".join(OPTIMIZERS), optimizers)
-    factors = get(params, "study.sweep_factors")
+    seeds = get(params, "study.seeds")
+    _require(isinstance(seeds, list) and len(seeds) >= 2 and len(set(seeds)) == len(seeds)
+             and all(isinstance(seed, int) and seed >= 0 for seed in seeds),
+             "study.seeds", "a list of at least 2 different non-negative integers", seeds)
+    factors = get(params, "study.sweep.factors")
     _require(isinstance(factors, list) and factors and all(isinstance(f, int | float) and f > 0 for f in factors),
-             "study.sweep_factors", "a list of positive numbers", factors)
-    _number(params, "study.epochs", 1, 10_000, integer=True)
-    _number(params, "study.sweep_epochs", 1, 10_000, integer=True)
+             "study.sweep.factors", "a list of positive numbers", factors)
+    _number(params, "study.sweep.widen", 1, 1e6, open_low=True)
+    _number(params, "study.sweep.max_widenings", 0, 100, integer=True)
+    for key in ("study.changes", "study.sweep.changes"):
+        changes = get(params, key)
+        _require(isinstance(changes, dict), key, "a mapping of params keys to values", changes)
+        check_train(with_changes(params, changes))
     _number(params, "study.target_val_acc", 0, 1)
 
 
@@ -225,28 +376,30 @@ def main() -> None:
     study = params["study"]
     started = time.perf_counter()
 
-    runs = sweep_runs(params)
-    refs = run_queue(runs)
-    chosen = pick_learning_rates(params, runs, {name: collect(name, refs) for name in runs})
-
-    finals = {f"study-{optimizer}": {"optimizer": optimizer, f"optimizers.{optimizer}.lr": choice["lr"],
-                                     "train.epochs": study["epochs"]}
-              for optimizer, choice in chosen.items() if choice["lr"] is not None}
-    refs = run_queue(finals)
-    results = {optimizer: collect(f"study-{optimizer}", refs) if chosen[optimizer]["lr"] is not None
-               else {"status": "diverged at every lr"} for optimizer in study["optimizers"]}
-
-    rows = [table_row(optimizer, chosen[optimizer]["lr"], results[optimizer], study["target_val_acc"])
-            for optimizer in study["optimizers"]]
+    sweep = sweep_learning_rates(params)
+    outcomes = run_queue(final_runs(params, sweep))
+    runs = {optimizer: {seed: collect(f"study-{optimizer}-seed{seed}", outcomes) if sweep[optimizer]["lr"] is not None
+                        else {"status": "diverged"} for seed in study["seeds"]} for optimizer in study["optimizers"]}
+    summaries = {optimizer: {seed: {"status": run["status"], **(run_summary(run, study["target_val_acc"])
+                                                                if run["status"] == "ok" else {})}
+                             for seed, run in by_seed.items()} for optimizer, by_seed in runs.items()}
+    rows = [summary_row(optimizer, sweep[optimizer]["lr"], summaries[optimizer]) for optimizer in study["optimizers"]]
+    comparisons = compare(rows, summaries)
     minutes = (time.perf_counter() - started) / 60
-    write_json(STUDY_JSON, {"rows": rows, "lr_sweep": chosen, "study_minutes": round(minutes, 1),
-                            "method": {key: study[key] for key in sorted(study)}})
-    TABLE_MD.parent.mkdir(parents=True, exist_ok=True)
-    TABLE_MD.write_text(markdown_table(rows, study["target_val_acc"]))
-    figure = plot_overlay(results)
+
+    write_json(STUDY_JSON, {"rows": rows, "comparisons": comparisons, "lr_sweep": sweep,
+                            "runs": {optimizer: {str(seed): run for seed, run in by_seed.items()}
+                                     for optimizer, by_seed in summaries.items()},
+                            "study_minutes": round(minutes, 1), "method": study})
+    tables = (results_table(rows, study["target_val_acc"]) + "\n" + comparison_table(comparisons) + "\n"
+              + sweep_table(sweep))
+    write_text(TABLE_MD, tables)
+    histories = {optimizer: [run["history"] for run in by_seed.values() if run["status"] == "ok"]
+                 for optimizer, by_seed in runs.items()}
+    figure = plot_curves({optimizer: runs for optimizer, runs in histories.items() if runs})
     save_figure(figure, CURVES_PNG)
     plt.close(figure)
-    print(markdown_table(rows, study["target_val_acc"]))
+    print(tables)
     print(f"study took {minutes:.1f} minutes; wrote {STUDY_JSON}, {TABLE_MD}, {CURVES_PNG}")
 
 

@@ -47,7 +47,7 @@ def test_ablation_runs_on_a_real_dvc_queue(tmp_path):
     params["ablation"]["runs"] = {"random-flip": {"train.flip": "none"}}
     write_params(repo, {**params, "data": {**params["data"], "raw": "data/raw/cifar10.tar"}})
     output = run(["python", "-m", "stages.ablation"], repo)
-    assert "kept 1 experiments that already ran with the same params: ablate-reference" in output
+    assert "kept 1 runs that already finished with the same params: ablate-reference" in output
     assert "running 1 queued experiments: ablate-random-flip" in output
     rerun = json.loads((repo / "reports/ablation.json").read_text())
     assert rerun["runs"][0] == ablation["runs"][0]

@@ -1,56 +1,89 @@
-"""The optimizer study: its tables from results, and the whole study on a real DVC queue with tiny data."""
+"""The optimizer study: its sweep, statistics, tables and figure, and the whole study on a real DVC queue."""
 
 import json
+import math
 
+import matplotlib.pyplot as plt
 import pytest
 
 from stages.params import StageError
-from stages.study import check_study, markdown_table, pick_learning_rates, table_row
+from stages.study import (check_study, compare, comparison_table, next_lr, paired_comparison, plot_curves,
+                          results_table, summary_row, sweep_table)
 from tests.conftest import dvc, make_dvc_repo, repro_and_commit, run, tiny_params
 
-HISTORY = [{"epoch": 1, "train_acc": 0.5, "val_acc": 0.55, "val_loss": 1.2},
-           {"epoch": 2, "train_acc": 0.8, "val_acc": 0.72, "val_loss": 0.9}]
+
+def finished(test_acc, test_loss=0.9, epochs_to_target=2, gap=-0.01, seconds=10.0):
+    return {"status": "ok", "test_acc": test_acc, "test_loss": test_loss, "epochs_to_target": epochs_to_target,
+            "train_val_gap": gap, "train_seconds": seconds}
 
 
-def ok_result(val_acc=0.72, test_acc=0.7):
-    return {"status": "ok", "history": HISTORY, "test": {"test_acc": test_acc, "test_loss": 0.95},
-            "train": {"val_acc": val_acc, "best_val_acc": 0.72, "train_seconds": 12.3}}
+def test_the_sweep_widens_until_the_best_lr_is_inside():
+    assert next_lr({0.1: 0.5, 0.3: 0.6, 1.0: 0.55}, widen=3) is None
+    assert next_lr({0.1: 0.5, 0.3: 0.6, 1.0: 0.65}, widen=3) == 3.0
+    assert next_lr({0.1: 0.7, 0.3: 0.6, 1.0: 0.55}, widen=3) == 0.0333
+    assert next_lr({0.1: 0.5, 0.3: 0.6, 1.0: "diverged"}, widen=3) is None  # a diverged lr scores lowest
+    assert next_lr({0.1: "diverged", 0.3: "diverged"}, widen=3) == 0.0333  # every lr diverged: go lower
 
 
-def test_table_row_reports_speed_accuracy_and_gap():
-    row = table_row("adam", 0.002, ok_result(), target_val_acc=0.7)
-    assert row == {"optimizer": "adam", "lr": 0.002, "status": "ok", "test_acc": 0.7, "test_loss": 0.95,
-                   "best_val_acc": 0.72, "best_epoch": 2, "epochs_to_target": 2, "train_val_gap": 0.08,
-                   "train_seconds": 12.3}
-    assert table_row("adam", 0.002, ok_result(), target_val_acc=0.9)["epochs_to_target"] is None
+def test_a_summary_row_has_mean_and_spread_over_seeds():
+    runs = {0: finished(0.80, epochs_to_target=2), 1: finished(0.82, epochs_to_target=3),
+            2: finished(0.84, epochs_to_target=None), 3: {"status": "diverged"}}
+    row = summary_row("adam", 0.002, runs)
+    assert (row["seeds"], row["ok"], row["diverged"]) == (4, 3, 1)
+    assert row["test_acc"] == {"mean": 0.82, "std": 0.02}
+    assert row["epochs_to_target"] == {"mean": 2.5, "std": 0.70711, "reached": 2}
 
 
-def test_sweep_picks_the_best_lr_and_survives_divergence():
-    params = {"study": {"optimizers": ["sgd", "adam"]}}
-    runs = {"a": {"optimizer": "sgd", "optimizers.sgd.lr": 0.1}, "b": {"optimizer": "sgd", "optimizers.sgd.lr": 1.0},
-            "c": {"optimizer": "adam", "optimizers.adam.lr": 10.0}}
-    results = {"a": ok_result(val_acc=0.6), "b": ok_result(val_acc=0.7), "c": {"status": "diverged"}}
-    chosen = pick_learning_rates(params, runs, results)
-    assert chosen["sgd"] == {"lr": 1.0, "sweep": {"0.1": 0.6, "1.0": 0.7}}
-    assert chosen["adam"] == {"lr": None, "sweep": {"10.0": "diverged"}}
+def test_a_paired_comparison_separates_a_steady_difference_from_noise():
+    runs = {"a": {0: finished(0.80), 1: finished(0.85), 2: finished(0.90)},
+            "b": {0: finished(0.79), 1: finished(0.84), 2: finished(0.885)},
+            "c": {0: finished(0.84), 1: finished(0.80), 2: finished(0.90)}}
+    steady = paired_comparison("a", "b", runs)  # b is 1.0, 1.0 and 1.5 points behind on every seed
+    half = 4.3027 * 0.0028868 / math.sqrt(3)  # t(0.975, 2) x sd / sqrt(n)
+    assert steady["difference"] == pytest.approx(0.01167, abs=1e-5) and steady["clear"]
+    assert steady["ci95"] == pytest.approx([0.01167 - half, 0.01167 + half], abs=1e-4)
+    noisy = paired_comparison("a", "c", runs)  # same mean spread, but c is ahead on one seed and behind on another
+    assert not noisy["clear"] and noisy["ci95"][0] < 0 < noisy["ci95"][1]
+    rows = [summary_row(name, 0.1, by_seed) for name, by_seed in runs.items()]
+    assert [(pair["better"], pair["worse"]) for pair in compare(rows, runs)] == [("a", "c"), ("a", "b"), ("c", "b")]
 
 
-def test_markdown_table_ranks_by_test_accuracy():
-    rows = [table_row("sgd", 0.1, ok_result(test_acc=0.6), 0.7), table_row("adam", 0.002, ok_result(), 0.7),
-            {"optimizer": "rmsprop", "lr": 1.0, "status": "diverged"}]
-    lines = markdown_table(rows, 0.7).splitlines()
-    assert lines[0].startswith("| optimizer | lr | test acc")
-    assert [line.split("|")[1].strip() for line in lines[2:]] == ["adam", "sgd", "rmsprop"]
-    assert "| 0.7000 | 0.9500 | 0.7200 (2) | 2 | +0.0800 | 12 |" in lines[2]
-    assert "diverged" in lines[4]
+def test_the_tables_show_mean_and_spread_and_say_which_differences_are_clear():
+    runs = {"adam": {0: finished(0.80, gap=-0.02), 1: finished(0.82, gap=0.0)},
+            "sgd": {0: {"status": "diverged"}, 1: {"status": "diverged"}}}
+    rows = [summary_row("adam", 0.002, runs["adam"]), summary_row("sgd", 1000.0, runs["sgd"])]
+    lines = results_table(rows, target_val_acc=0.7).splitlines()
+    assert lines[0].startswith("| optimizer | lr | test acc % (mean ± sd) | test loss | epochs to 70% val")
+    assert lines[2] == "| adam | 0.002 | 81.00 ± 1.41 | 0.900 ± 0.000 | 2.0 ± 0.0 | -1.0 ± 1.4 | 2 of 2 | 10 |"
+    assert lines[3].startswith("| sgd | 1000 | 2 of 2 diverged |")
+    pairs = [{"better": "a", "worse": "b", "seeds": 3, "difference": 0.0117, "ci95": [0.0045, 0.0188], "clear": True}]
+    assert "| a - b | +1.17 | +0.45 to +1.88 | yes |" in comparison_table(pairs)
+    sweep = {"adam": {"lr": 0.002, "at_edge": False, "tried": {"0.0006": 0.5, "0.002": 0.6, "0.006": "diverged"}}}
+    assert "| adam | 0.0006: 0.500, **0.002: 0.600**, 0.006: diverged |" in sweep_table(sweep)
 
 
-def test_study_runs_on_a_real_dvc_queue(tmp_path):
+def test_the_figure_shows_each_optimizer_mean_curve_with_a_band_and_whole_epochs():
+    def history(accuracies):
+        return [{"epoch": epoch + 1, "val_acc": acc, "val_loss": 1 - acc} for epoch, acc in enumerate(accuracies)]
+    figure = plot_curves({"adam": [history([0.5, 0.7, 0.8]), history([0.6, 0.7, 0.9])],
+                          "sgd": [history([0.4, 0.5, 0.6]), history([0.4, 0.6, 0.6])]})
+    accuracy_axis = figure.axes[0]
+    assert [text.get_text() for text in accuracy_axis.get_legend().get_texts()] == ["adam (2 seeds)", "sgd (2 seeds)"]
+    assert list(accuracy_axis.lines[0].get_ydata()) == pytest.approx([0.55, 0.7, 0.85])
+    assert len(accuracy_axis.collections) == 2  # one band per optimizer
+    band = accuracy_axis.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() == pytest.approx(0.5) and band.max() == pytest.approx(0.9)
+    assert all(tick == int(tick) for tick in accuracy_axis.get_xticks())
+    plt.close(figure)
+
+
+def test_study_runs_on_a_real_dvc_queue_and_resumes(tmp_path):
     params = tiny_params()
     params["train"].update(epochs=1, batch_size=8)
-    params["optimizers"]["sgd"]["lr"] = 1000.0  # survives the 1-epoch sweep, diverges in the 2-epoch final run
-    params["study"] = {"optimizers": ["sgd", "adam"], "epochs": 2, "sweep_epochs": 1, "sweep_factors": [1],
-                       "target_val_acc": 0.5}
+    params["optimizers"]["sgd"]["lr"] = 900.0  # diverges; the sweep records it and widens to 3.0
+    params["study"] = {"optimizers": ["sgd", "adam"], "seeds": [0, 1], "changes": {"train.epochs": 2},
+                       "target_val_acc": 0.3,
+                       "sweep": {"factors": [1], "widen": 300, "max_widenings": 1, "changes": {"train.epochs": 2}}}
     repo = make_dvc_repo(tmp_path / "repo", params)
     repro_and_commit(repo)
 
@@ -58,26 +91,33 @@ def test_study_runs_on_a_real_dvc_queue(tmp_path):
     assert "wrote reports/optimizers.json" in output
 
     study = json.loads((repo / "reports/optimizers.json").read_text())
+    sweep = study["lr_sweep"]
+    assert sweep["sgd"]["tried"]["900.0"] == "diverged" and sweep["sgd"]["lr"] == 3.0
+    assert set(sweep["adam"]["tried"]) == {"6.67e-06", "0.002"}
     rows = {row["optimizer"]: row for row in study["rows"]}
-    assert rows["sgd"] == {"optimizer": "sgd", "lr": 1000.0, "status": "diverged"}
-    assert rows["adam"]["status"] == "ok" and rows["adam"]["lr"] == 0.002
-    assert 0 <= rows["adam"]["test_acc"] <= 1 and rows["adam"]["best_epoch"] in (1, 2)
-    assert set(study["lr_sweep"]["adam"]["sweep"]) == {"0.002"}
-    table = (repo / "reports/optimizers.md").read_text().splitlines()
-    assert table[0].startswith("| optimizer | lr | test acc | test loss | best val acc (epoch) | epochs to 50% val")
-    assert table[2].startswith(f"| adam | 0.002 | {rows['adam']['test_acc']:.4f} | ")
-    assert table[3].startswith("| sgd | 1000.0 | diverged |")
+    for name in ("sgd", "adam"):
+        assert (rows[name]["seeds"], rows[name]["lr"]) == (2, sweep[name]["lr"])
+        accuracies = [run["test_acc"] for run in study["runs"][name].values()]
+        assert rows[name]["test_acc"]["mean"] == pytest.approx(sum(accuracies) / 2, abs=1e-5)
+        spread = abs(accuracies[0] - accuracies[1]) / math.sqrt(2)  # the sample standard deviation of two values
+        assert rows[name]["test_acc"]["std"] == pytest.approx(spread, abs=1e-5)
+    table = (repo / "reports/optimizers.md").read_text()
+    assert "| optimizer | lr | test acc % (mean ± sd) |" in table and " ± " in table
     assert (repo / "plots/optimizers/curves.png").stat().st_size > 5000
 
     shown = dvc("exp", "show", "--no-pager", "--csv", cwd=repo)
-    assert "study-adam" in shown and "sweep-adam-0p002" in shown
+    assert "study-adam-seed1" in shown and "sweep-adam-0p002" in shown
+
+    again = run(["python", "-m", "stages.study"], repo)  # resumes: every run is kept, the diverged one too
+    assert "running" not in again
+    assert json.loads((repo / "reports/optimizers.json").read_text())["rows"] == study["rows"]
 
 
 def test_bad_study_params_are_named(params):
-    params["study"] = {"optimizers": ["sgd", "adamax"], "epochs": 2, "sweep_epochs": 1, "sweep_factors": [1],
-                       "target_val_acc": 0.5}
     with pytest.raises(StageError, match=r"'study.optimizers' is \['sgd', 'adamax'\]; allowed: a list of sgd"):
-        check_study(params)
-    params["study"].update(optimizers=["sgd"], epochs=0)
-    with pytest.raises(StageError, match=r"'study.epochs' is 0; allowed: an integer in \[1, 10000\]"):
+        check_study({**params, "study": {**params["study"], "optimizers": ["sgd", "adamax"]}})
+    with pytest.raises(StageError, match=r"'study.seeds' is \[0\]; allowed: a list of at least 2 different"):
+        check_study({**params, "study": {**params["study"], "seeds": [0]}})
+    params["study"]["changes"] = {"train.epochs": 0}
+    with pytest.raises(StageError, match=r"'train.epochs' is 0; allowed: an integer in \[1, 10000\]"):
         check_study(params)
