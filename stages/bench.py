@@ -2,6 +2,8 @@
 
     python -m stages.bench            (or: make bench)
     python -m stages.bench --profile  (where the pipeline's training step spends its time)
+    python -m stages.bench --predict  (make bench-predict: predict on the 10,000 test images as files, against
+                                       the evaluate stage; bench/predict.json)
 
 Prints, from one run on the current machine, and writes to bench/results.json: peak matmul rates (fp32,
 bf16); the pipeline's training throughput and achieved FLOP rate as a share of the peak at the precision it
@@ -36,6 +38,7 @@ from stages.training import (build_optimizer, build_schedule, channel_stats, res
                              stats_tensors, to_input, train_one_epoch, training_batches, training_flops_per_image)
 
 RESULTS_JSON = Path("bench/results.json")
+PREDICT_JSON = Path("bench/predict.json")
 RAW_DVC_FILE = "data/raw/cifar10.tar.dvc"
 REPEATS = 3
 STEPS = 12  # timed training steps per throughput measurement
@@ -174,13 +177,35 @@ def machine_name(device: torch.device) -> str:
     return f"{names[0] if names else platform.machine()}, {len(os.sched_getaffinity(0))} cores, {bf16}"
 
 
-def train_folder(raw: Path, tmp: Path) -> Path:
-    """The raw data's train/ image folder, extracted from the archive when it is one (ImageFolder needs files)."""
+def split_folder(raw: Path, tmp: Path, split: str) -> Path:
+    """The raw data's train/ or test/ image folder, extracted from the archive when it is one."""
     if raw.is_dir():
-        return raw / "train"
+        return raw / split
     with tarfile.open(raw) as archive:
         archive.extractall(tmp, filter="data")
-    return next(tmp.glob("**/train"))
+    return next(tmp.glob(f"**/{split}"))
+
+
+def predict_against_evaluate(repo: Path, raw: Path) -> dict:
+    """Wall seconds and images per second of `stages.predict` on the test images as files (reading and decoding
+    included) and of the evaluate stage on the same images (prepared arrays), interleaved, median of REPEATS."""
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp)
+        folder = split_folder(raw, scratch / "raw", "test")
+        count = sum(1 for path in folder.rglob("*") if path.is_file())
+        shutil.copytree(repo / "stages", scratch / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy(repo / "params.yaml", scratch / "params.yaml")
+        for path in ("models/model.pt", "data/prepared/test.npz"):
+            (scratch / path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(repo / path, scratch / path)
+        commands = {"predict": [sys.executable, "-m", "stages.predict", str(folder), "--out", str(scratch / "out.csv")],
+                    "evaluate": [sys.executable, "-m", "stages.evaluate"]}
+        seconds = {name: [] for name in commands}
+        for _ in range(REPEATS):
+            for name, args in commands.items():
+                seconds[name].append(run_measured(args, scratch)[0])
+    return {name: {"images": count, "seconds": round(statistics.median(times), 1),
+                   "images_per_second": round(count / statistics.median(times), 1)} for name, times in seconds.items()}
 
 
 def profile_training(params: dict, model, device, images, labels, mean, std) -> str:
@@ -198,9 +223,17 @@ def profile_training(params: dict, model, device, images, labels, mean, std) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", action="store_true", help="print where a training step spends its time")
-    profile_only = parser.parse_args().profile
+    parser.add_argument("--predict", action="store_true", help="time stages.predict against the evaluate stage")
+    args = parser.parse_args()
     repo = Path.cwd()
     params = yaml.safe_load(Path("params.yaml").read_text())
+    if args.predict:
+        device = setup_torch(0, params["train"]["device"])
+        results = {"date": date.today().isoformat(), "machine": machine_name(device), "tta": params["evaluate"]["tta"],
+                   **predict_against_evaluate(repo, Path(params["data"]["raw"])), "repeats": REPEATS}
+        PREDICT_JSON.write_text(json.dumps(results, indent=2) + "\n")
+        print(json.dumps(results, indent=2))
+        return
     device = setup_torch(0, params["train"]["device"])
     precision = resolve_precision(params["train"]["precision"], device)
     images, labels, class_names = load_split("train")
@@ -212,7 +245,7 @@ def main() -> None:
         model = build_model(params["model"], len(class_names), images.shape[1])
         return model.to(device, memory_format=torch.channels_last)
 
-    if profile_only:
+    if args.profile:
         print(profile_training(params, new_model(), device, images, labels, mean_t, std_t))
         return
 
@@ -223,7 +256,7 @@ def main() -> None:
     print(f"training throughput ({precision}), pipeline and naive fp32 baseline, interleaved ...", flush=True)
     naive, pipeline = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        naive_dir = train_folder(Path(params["data"]["raw"]), Path(tmp))
+        naive_dir = split_folder(Path(params["data"]["raw"]), Path(tmp), "train")
         for _ in range(REPEATS):
             naive.append(naive_throughput(params, new_model().cpu(), naive_dir, mean, std))
             pipeline.append(pipeline_throughput(params, new_model(), device, images, labels, mean_t, std_t))

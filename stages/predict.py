@@ -1,0 +1,199 @@
+"""Classify your own images with the trained model: one line per image, the top three classes.
+
+    python -m stages.predict PATH... [--model FILE | --rev REV] [--out FILE.csv|FILE.json]
+    make predict IMAGES="PATH..."
+
+Each PATH is an image file, a folder (searched recursively) or a tar archive (every image in it). The
+preprocessing is evaluate's: pixels scaled and normalised with the training statistics, batches of
+train.batch_size in train.precision, the test-time views of evaluate.tta. An image of another size is
+resized to the model's (the aspect ratio is not kept) and any mode is converted to 8-bit RGB; a file that
+cannot be decoded is skipped with a warning. `--rev` reads the model of a Git revision or a DVC experiment
+through DVC's API, without checking it out. Not a pipeline stage: nothing in dvc.yaml depends on it.
+"""
+
+import argparse
+import contextlib
+import csv
+import io
+import json
+import os
+import sys
+import tarfile
+from pathlib import Path
+
+import torch
+from torchvision.io import ImageReadMode, decode_image
+from torchvision.transforms.v2.functional import resize
+from tqdm import tqdm
+
+from stages.data import IMAGE_SUFFIXES, examples, is_8bit_rgb
+from stages.models import load_checkpoint
+from stages.outputs import MODEL_FILE, write_text
+from stages.params import StageError, check_eval, load_params, run_stage
+from stages.training import predict, resolve_precision, setup_torch, stats_tensors
+
+CHUNK_BATCHES = 8  # batches per progress-bar step
+
+
+def is_image_name(name: str) -> bool:
+    return Path(name).suffix.lower() in IMAGE_SUFFIXES and not Path(name).name.startswith(".")
+
+
+def read_inputs(paths: list[str]) -> list[tuple[str, bytes]]:
+    """(name, contents) of every image the paths hold, in path order; an unreadable path is skipped with a warning."""
+    files = []
+    for arg in paths:
+        path = Path(arg)
+        if path.is_dir():
+            files += [(found.as_posix(), found.read_bytes()) for found in sorted(path.rglob("*"))
+                      if found.is_file() and is_image_name(found.name)
+                      and not any(part.startswith(".") for part in found.relative_to(path).parts)]
+        elif path.is_file() and not is_image_name(path.name) and tarfile.is_tarfile(path):
+            with tarfile.open(path) as archive:
+                members = sorted((m for m in archive if m.isfile() and is_image_name(m.name)), key=lambda m: m.name)
+                files += [(f"{arg}:{m.name}", archive.extractfile(m).read()) for m in members]
+        elif path.is_file():
+            files.append((arg, path.read_bytes()))
+        else:
+            print(f"warning: skipped {arg}: no such file or folder", file=sys.stderr)
+    return files
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Silence what C libraries print on file descriptor 2 (libpng's "bad header"): our warning says it once."""
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def decode(files: list[tuple[str, bytes]], size: int) -> tuple[list[str], torch.Tensor]:
+    """The names and uint8 (N, size, size, 3) pixels of the files that decode; the others are skipped with a warning.
+
+    Images of another size are resized, other modes (grayscale, palette, alpha, 16-bit) converted to 8-bit RGB,
+    with one note saying how many.
+    """
+    names, images, resized, converted = [], [], 0, 0
+    for name, contents in files:
+        try:
+            with quiet_stderr():
+                image = decode_image(torch.frombuffer(bytearray(contents), dtype=torch.uint8), ImageReadMode.RGB)
+        except RuntimeError:
+            print(f"warning: skipped {name}: not a readable image (corrupt, truncated or another format)",
+                  file=sys.stderr)
+            continue
+        if image.dtype != torch.uint8 or not is_8bit_rgb(contents):
+            image = (image.to(torch.int32) >> 8).to(torch.uint8) if image.dtype != torch.uint8 else image
+            converted += 1
+        if image.shape[1:] != (size, size):
+            image = resize(image, [size, size], antialias=True)
+            resized += 1
+        names.append(name)
+        images.append(image.permute(1, 2, 0))
+    if resized or converted:
+        print(f"note: converted {resized + converted} images the model was not trained on as they are: "
+              f"{resized} resized to {size}x{size}, {converted} converted to 8-bit RGB", file=sys.stderr)
+    return names, torch.stack(images) if images else torch.empty(0, size, size, 3, dtype=torch.uint8)
+
+
+def load_model(model_path: str, rev: str | None) -> tuple[torch.nn.Module, dict]:
+    if rev is None:
+        return load_checkpoint(Path(model_path))
+    import dvc.api
+
+    name = f"{model_path} of revision {rev}"
+    try:
+        with dvc.api.open(model_path, rev=rev, mode="rb") as file:
+            contents = file.read()
+    except Exception as error:  # noqa: BLE001 - unknown revision, file not tracked there, not in the cache
+        raise StageError(f"cannot read {name} ({type(error).__name__}: {str(error).splitlines()[0][:200]}); "
+                         "check the name with `dvc exp show` or `git log`, and fetch it with `dvc pull`") from None
+    return load_checkpoint(name, io.BytesIO(contents))
+
+
+def classify(model, checkpoint: dict, images: torch.Tensor, params: dict) -> torch.Tensor:
+    """Class probabilities (N, classes), in batches as evaluate makes them, with a progress bar for many images."""
+    device = setup_torch(params["seed"], params["train"]["device"])
+    model = model.to(device, memory_format=torch.channels_last)
+    mean, std = stats_tensors(checkpoint["mean"], checkpoint["std"], device)
+    precision = resolve_precision(params["train"]["precision"], device)
+    batch_size = params["train"]["batch_size"]
+    chunk = batch_size * CHUNK_BATCHES
+    logits = []
+    with tqdm(total=len(images), unit="img", desc="classifying", disable=len(images) <= chunk) as progress:
+        for start in range(0, len(images), chunk):
+            logits.append(predict(model, images[start:start + chunk], mean, std, device, batch_size, precision,
+                                  tta=params["evaluate"]["tta"]))
+            progress.update(len(logits[-1]))
+    return torch.cat(logits).softmax(1)
+
+
+def table_rows(names: list[str], probabilities: torch.Tensor, class_names: list[str]) -> list[dict]:
+    top = probabilities.topk(min(3, len(class_names)), dim=1)
+    rows = []
+    for name, values, indices in zip(names, top.values.tolist(), top.indices.tolist()):
+        row = {"file": name}
+        for rank, (value, index) in enumerate(zip(values, indices)):
+            prefix = ("", "second_", "third_")[rank]
+            row[f"{prefix}class"], row[f"{prefix}probability"] = class_names[index], round(value, 4)
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    width = max(len("file"), *(len(row["file"]) for row in rows))
+    ranks = [key.removesuffix("class") for key in rows[0] if key.endswith("class")]
+    lines = [f"{'file':<{width}}  {'class':<12} prob    next two"]
+    for row in rows:
+        best, *others = [f"{row[rank + 'class']:<12} {row[rank + 'probability']:>6.1%}" for rank in ranks]
+        lines.append(f"{row['file']:<{width}}  {best}  " + "  ".join(other.replace("  ", " ") for other in others))
+    return "\n".join(lines) + "\n"
+
+
+def write_rows(rows: list[dict], out: Path) -> None:
+    if out.suffix == ".json":
+        write_text(out, json.dumps(rows, indent=1) + "\n")
+        return
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(out, text.getvalue())
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m stages.predict", description=__doc__.splitlines()[0])
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders or tar archives")
+    parser.add_argument("--model", default=str(MODEL_FILE), help=f"the checkpoint (default {MODEL_FILE})")
+    parser.add_argument("--rev", help="read --model from this Git revision or DVC experiment instead of the workspace")
+    parser.add_argument("--out", type=Path, help="also write the table to this .csv or .json file")
+    args = parser.parse_args(argv)
+    if args.out and args.out.suffix not in (".csv", ".json"):
+        parser.error(f"--out {args.out}: the file name must end in .csv or .json")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    params = load_params()
+    check_eval(params)
+    model, checkpoint = load_model(args.model, args.rev)
+    files = read_inputs(args.paths)
+    names, images = decode(files, checkpoint["image_size"])
+    if not names:
+        raise StageError(f"no readable images in {examples(args.paths)}; give image files "
+                         f"({', '.join(sorted(IMAGE_SUFFIXES))}), folders of them or tar archives")
+    rows = table_rows(names, classify(model, checkpoint, images, params), checkpoint["class_names"])
+    if args.out:
+        write_rows(rows, args.out)
+        print(f"wrote {len(rows)} rows to {args.out}", file=sys.stderr)
+    print(format_table(rows), end="")
+
+
+if __name__ == "__main__":
+    run_stage(main)
