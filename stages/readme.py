@@ -129,7 +129,13 @@ def ablation_block(root: Path) -> str:
             + table(["test-time views", "test accuracy", "evaluation s"], tta_rows))
 
 
-BLOCKS = {"results": results_block, "classes": classes_block, "bench": bench_block, "ablation": ablation_block}
+def optimizers_block(root: Path) -> str:
+    """The optimizer study's three tables, as stages.study wrote them."""
+    return (root / "reports/optimizers.md").read_text()
+
+
+BLOCKS = {"results": results_block, "classes": classes_block, "bench": bench_block, "ablation": ablation_block,
+          "optimizers": optimizers_block}
 
 
 def render(readme: str, root: Path = Path(".")) -> str:

@@ -274,7 +274,8 @@ def paired_comparison(better: str, worse: str, runs: dict[str, dict[int, dict]])
 
 def compare(rows: list[dict], runs: dict[str, dict[int, dict]]) -> list[dict]:
     """Every pair of optimizers that finished, the one with the higher mean test accuracy first."""
-    ranked = [row["optimizer"] for row in sorted(rows, key=lambda row: -row["test_acc"]["mean"]) if row["ok"]]
+    finished = sorted((row for row in rows if row["ok"]), key=lambda row: -row["test_acc"]["mean"])
+    ranked = [row["optimizer"] for row in finished]
     return [paired_comparison(better, worse, runs) for i, better in enumerate(ranked) for worse in ranked[i + 1:]]
 
 

@@ -56,6 +56,7 @@ def test_the_tables_show_mean_and_spread_and_say_which_differences_are_clear():
     assert lines[0].startswith("| optimizer | lr | test acc % (mean ± sd) | test loss | epochs to 70% val")
     assert lines[2] == "| adam | 0.002 | 81.00 ± 1.41 | 0.900 ± 0.000 | 2.0 ± 0.0 | -1.0 ± 1.4 | 2 of 2 | 10 |"
     assert lines[3].startswith("| sgd | 1000 | 2 of 2 diverged |")
+    assert compare(rows, runs) == []  # nothing to compare adam with
     pairs = [{"better": "a", "worse": "b", "seeds": 3, "difference": 0.0117, "ci95": [0.0045, 0.0188], "clear": True}]
     assert "| a - b | +1.17 | +0.45 to +1.88 | yes |" in comparison_table(pairs)
     sweep = {"adam": {"lr": 0.002, "at_edge": False, "tried": {"0.0006": 0.5, "0.002": 0.6, "0.006": "diverged"}}}
