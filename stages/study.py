@@ -122,20 +122,39 @@ def run_queue(runs: dict[str, dict]) -> dict[str, str]:
     if finished:
         print(f"kept {len(finished)} runs that already finished with the same params: {', '.join(finished)}")
     todo = [name for name in runs if name not in finished]
+    pending = queued_names() & set(todo)  # queued by a run of this command that was interrupted: not again
     if todo:
         for name in todo:
-            dvc("exp", "run", "--queue", "--force", "-n", name,
-                *[arg for key, value in runs[name].items() for arg in ("-S", f"{key}={json.dumps(value)}")])
+            if name not in pending:
+                dvc("exp", "run", "--queue", "--force", "-n", name,
+                    *[arg for key, value in runs[name].items() for arg in ("-S", f"{key}={json.dumps(value)}")])
         print(f"running {len(todo)} queued experiments: {', '.join(todo)}", flush=True)
-        dvc("queue", "start", "--jobs", "1")
-        while " Queued " in (status := dvc("queue", "status")) or " Running " in status:
-            time.sleep(5)  # `dvc queue start` returns at once; the worker runs the queue in the background
+        start_queue()
+        while queued_names():
+            time.sleep(5)
     refs = experiment_refs(base)
     for name in todo:
         if name not in refs:
             failures[name] = {"changes": runs[name], "status": queue_failure(name)}
     write_json(FAILURES_JSON, {"base": base, "runs": failures})
     return {name: refs.get(name) or failures[name]["status"] for name in runs}
+
+
+def start_queue() -> None:
+    """`dvc queue start`: a worker that runs the queue in the background (none if one is running already).
+
+    Its output is not captured: the worker would inherit the pipes, and reading them would wait for it.
+    """
+    started = subprocess.run([sys.executable, "-m", "dvc", "queue", "start", "--jobs", "1"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if started.returncode != 0:
+        raise StageError("`dvc queue start` failed; run it yourself to see why, then run this again")
+
+
+def queued_names() -> set[str]:
+    """Names of the experiments waiting in DVC's queue or running from it."""
+    rows = [line.split() for line in dvc("queue", "status").splitlines()[1:]]
+    return {row[1] for row in rows if len(row) > 2 and row[-1] in ("Queued", "Running")}
 
 
 def read_failures(base: str) -> dict:
