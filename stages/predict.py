@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import tarfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import torch
@@ -39,24 +40,28 @@ def is_image_name(name: str) -> bool:
     return Path(name).suffix.lower() in IMAGE_SUFFIXES and not Path(name).name.startswith(".")
 
 
-def read_inputs(paths: list[str]) -> list[tuple[str, bytes]]:
-    """(name, contents) of every image the paths hold, in path order; an unreadable path is skipped with a warning."""
-    files = []
+def read_inputs(paths: list[str]) -> Iterator[tuple[str, bytes]]:
+    """(name, contents) of every image the paths hold, in path order, one at a time (a folder of large photos
+    need not fit in memory); a path that cannot be read is skipped with a warning."""
     for arg in paths:
         path = Path(arg)
-        if path.is_dir():
-            files += [(found.as_posix(), found.read_bytes()) for found in sorted(path.rglob("*"))
-                      if found.is_file() and is_image_name(found.name)
-                      and not any(part.startswith(".") for part in found.relative_to(path).parts)]
-        elif path.is_file() and not is_image_name(path.name) and tarfile.is_tarfile(path):
-            with tarfile.open(path) as archive:
-                members = sorted((m for m in archive if m.isfile() and is_image_name(m.name)), key=lambda m: m.name)
-                files += [(f"{arg}:{m.name}", archive.extractfile(m).read()) for m in members]
-        elif path.is_file():
-            files.append((arg, path.read_bytes()))
-        else:
-            print(f"warning: skipped {arg}: no such file or folder", file=sys.stderr)
-    return files
+        try:
+            if path.is_dir():
+                for found in sorted(path.rglob("*")):
+                    if (found.is_file() and is_image_name(found.name)
+                            and not any(part.startswith(".") for part in found.relative_to(path).parts)):
+                        yield found.as_posix(), found.read_bytes()
+            elif path.is_file() and not is_image_name(path.name) and tarfile.is_tarfile(path):
+                with tarfile.open(path) as archive:
+                    for member in sorted(archive.getmembers(), key=lambda member: member.name):
+                        if member.isfile() and is_image_name(member.name):
+                            yield f"{arg}:{member.name}", archive.extractfile(member).read()
+            elif path.is_file():
+                yield arg, path.read_bytes()
+            else:
+                print(f"warning: skipped {arg}: no such file or folder", file=sys.stderr)
+        except (OSError, tarfile.TarError) as error:
+            print(f"warning: skipped the rest of {arg}: {error}", file=sys.stderr)
 
 
 @contextlib.contextmanager
@@ -72,7 +77,7 @@ def quiet_stderr():
         os.close(saved)
 
 
-def decode(files: list[tuple[str, bytes]], size: int) -> tuple[list[str], torch.Tensor]:
+def decode(files: Iterable[tuple[str, bytes]], size: int) -> tuple[list[str], torch.Tensor]:
     """The names and uint8 (N, size, size, 3) pixels of the files that decode; the others are skipped with a warning.
 
     Images of another size are resized, other modes (grayscale, palette, alpha, 16-bit) converted to 8-bit RGB,
@@ -146,12 +151,15 @@ def table_rows(names: list[str], probabilities: torch.Tensor, class_names: list[
 
 
 def format_table(rows: list[dict]) -> str:
-    width = max(len("file"), *(len(row["file"]) for row in rows))
+    """The rows as aligned text: file, then each of the top classes with its probability."""
     ranks = [key.removesuffix("class") for key in rows[0] if key.endswith("class")]
-    lines = [f"{'file':<{width}}  {'class':<12} prob    next two"]
+    file_width = max(len("file"), *(len(row["file"]) for row in rows))
+    class_width = max(len("second"), *(len(row[rank + "class"]) for row in rows for rank in ranks))
+    header = "".join(f"  {(rank.rstrip('_') or 'class'):<{class_width}} {'prob':>6}" for rank in ranks)
+    lines = [f"{'file':<{file_width}}{header}"]
     for row in rows:
-        best, *others = [f"{row[rank + 'class']:<12} {row[rank + 'probability']:>6.1%}" for rank in ranks]
-        lines.append(f"{row['file']:<{width}}  {best}  " + "  ".join(other.replace("  ", " ") for other in others))
+        cells = "".join(f"  {row[rank + 'class']:<{class_width}} {row[rank + 'probability']:>6.1%}" for rank in ranks)
+        lines.append(f"{row['file']:<{file_width}}{cells}")
     return "\n".join(lines) + "\n"
 
 

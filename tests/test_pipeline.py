@@ -4,17 +4,21 @@ The checks are the user's view: what `dvc exp show`, `dvc metrics diff`, `dvc pl
 show after two experiments.
 """
 
+import csv
+import io
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
 import pytest
 import yaml
+from dvc.api import read as read_at_revision
 
 from tests.conftest import dvc, make_dvc_repo, repro_and_commit, run, tiny_params
 
@@ -113,6 +117,23 @@ def test_the_model_is_a_dvc_artifact(repo):
     model = artifacts["dvc.yaml"]["cifar10-cnn"]
     assert (model.path, model.type) == ("models/model.pt", "model") and model.desc and model.labels
     assert (repo / model.path).exists()
+def test_predict_uses_an_experiments_model_without_checking_it_out(repo, experiments, tmp_path):
+    """--rev reads the model of experiment three-epochs through dvc.api; it predicts what that run evaluated."""
+    with tarfile.open(repo / "data/raw/cifar10.tar") as archive:
+        archive.extractall(tmp_path, members=[m for m in archive if "/test/" in m.name], filter="data")
+    before = run(["git", "status", "--porcelain"], repo)
+    run(["python", "-m", "stages.predict", str(tmp_path / "cifar10/test"), "--rev", "three-epochs",
+         "--out", str(tmp_path / "predicted.csv")], repo)
+    predicted = [row["class"] for row in csv.DictReader(open(tmp_path / "predicted.csv"))]
+    confusion = read_at_revision("plots/evaluate/confusion.csv", repo=str(repo), rev="three-epochs")
+    evaluated = [row["predicted"] for row in csv.DictReader(io.StringIO(confusion))]
+    assert predicted == evaluated and len(predicted) == 12
+    assert run(["git", "status", "--porcelain"], repo) == before  # the workspace is untouched
+    failed = subprocess.run([sys.executable, "-m", "stages.predict", str(tmp_path), "--rev", "no-such-exp"],
+                            cwd=repo, capture_output=True, text=True)
+    assert failed.returncode == 2 and "error: cannot read models/model.pt of revision no-such-exp" in failed.stderr
+
+
 def test_two_queued_experiments_run_at_once_without_clashing(repo, experiments):
     for seed in (1, 2):
         dvc("exp", "run", "--queue", "-n", f"seed-{seed}", "-S", f"seed={seed}", cwd=repo)

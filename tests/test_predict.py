@@ -111,8 +111,8 @@ def test_the_command_fails_only_when_nothing_could_be_classified(workdir, tmp_pa
     result = run_predict([str(tmp_path / "broken.png"), str(tmp_path / "missing.jpg")], workdir)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.splitlines() == [
-        f"warning: skipped {tmp_path}/missing.jpg: no such file or folder",
         f"warning: skipped {tmp_path}/broken.png: not a readable image (corrupt, truncated or another format)",
+        f"warning: skipped {tmp_path}/missing.jpg: no such file or folder",
         f"error: no readable images in {tmp_path}/broken.png, {tmp_path}/missing.jpg; give image files "
         "(.jpeg, .jpg, .png, .webp), folders of them or tar archives"]
     bad_out = run_predict(["x.png", "--out", "table.txt"], workdir)
