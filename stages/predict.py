@@ -83,7 +83,7 @@ def decode(files: Iterable[tuple[str, bytes]], size: int) -> tuple[list[str], to
     Images of another size are resized, other modes (grayscale, palette, alpha, 16-bit) converted to 8-bit RGB,
     with one note saying how many.
     """
-    names, images, resized, converted = [], [], 0, 0
+    names, images, resized, converted, changed = [], [], 0, 0, 0
     for name, contents in files:
         try:
             with quiet_stderr():
@@ -92,16 +92,17 @@ def decode(files: Iterable[tuple[str, bytes]], size: int) -> tuple[list[str], to
             print(f"warning: skipped {name}: not a readable image (corrupt, truncated or another format)",
                   file=sys.stderr)
             continue
-        if image.dtype != torch.uint8 or not is_8bit_rgb(contents):
-            image = (image.to(torch.int32) >> 8).to(torch.uint8) if image.dtype != torch.uint8 else image
-            converted += 1
-        if image.shape[1:] != (size, size):
+        other_mode = image.dtype != torch.uint8 or not is_8bit_rgb(contents)
+        if image.dtype != torch.uint8:  # 16-bit PNG
+            image = (image.to(torch.int32) >> 8).to(torch.uint8)
+        other_size = image.shape[1:] != (size, size)
+        if other_size:
             image = resize(image, [size, size], antialias=True)
-            resized += 1
+        converted, resized, changed = converted + other_mode, resized + other_size, changed + (other_mode or other_size)
         names.append(name)
         images.append(image.permute(1, 2, 0))
-    if resized or converted:
-        print(f"note: converted {resized + converted} images the model was not trained on as they are: "
+    if changed:
+        print(f"note: converted {changed} images the model was not trained on as they are: "
               f"{resized} resized to {size}x{size}, {converted} converted to 8-bit RGB", file=sys.stderr)
     return names, torch.stack(images) if images else torch.empty(0, size, size, 3, dtype=torch.uint8)
 
@@ -109,7 +110,7 @@ def decode(files: Iterable[tuple[str, bytes]], size: int) -> tuple[list[str], to
 def load_model(model_path: str, rev: str | None) -> tuple[torch.nn.Module, dict]:
     if rev is None:
         return load_checkpoint(Path(model_path))
-    import dvc.api
+    import dvc.api  # here, not at the top: it takes a second to import and only --rev needs it
 
     name = f"{model_path} of revision {rev}"
     try:

@@ -68,7 +68,9 @@ def test_files_folders_and_archives_mixed_sizes_modes_and_a_bad_file(workdir, tm
     Image.fromarray(rgb[..., 0]).save(photos / "gray.png")
     Image.fromarray(rgb).convert("P").save(photos / "palette.png")
     Image.fromarray(np.dstack([rgb, rgb[..., :1]])).save(photos / "nested/alpha.png")
-    Image.fromarray(np.random.default_rng(1).integers(0, 255, (40, 24, 3), dtype=np.uint8)).save(photos / "big.jpg")
+    big = np.random.default_rng(1).integers(0, 255, (40, 24, 3), dtype=np.uint8)
+    Image.fromarray(big).save(photos / "big.jpg")
+    Image.fromarray(big[..., 0]).save(photos / "big-gray.png")  # resized and converted: counted once
     (photos / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     (photos / "notes.txt").write_text("not an image, and not named like one: not tried")
     with tarfile.open(tmp_path / "more.tar", "w") as archive:
@@ -78,15 +80,15 @@ def test_files_folders_and_archives_mixed_sizes_modes_and_a_bad_file(workdir, tm
     predict.main([str(photos), str(tmp_path / "more.tar"), str(single), "--out", str(tmp_path / "table.json")])
     out, err = capsys.readouterr()
     rows = json.loads((tmp_path / "table.json").read_text())
-    assert len(rows) == len(printed_rows(out)) == 5 + 10 + 1
-    assert rows[0]["file"] == f"{photos}/big.jpg" and rows[-1]["file"] == str(single)
+    assert len(rows) == len(printed_rows(out)) == 6 + 10 + 1
+    assert rows[0]["file"] == f"{photos}/big-gray.png" and rows[-1]["file"] == str(single)
     assert f"{tmp_path}/more.tar:cifar10/test/circle/0000.png" in [row["file"] for row in rows]
     assert set(rows[0]) == {"file", "class", "probability", "second_class", "second_probability", "third_class",
                             "third_probability"}
     assert all(row["class"] in CLASSES and 1 >= row["probability"] >= row["second_probability"]
                >= row["third_probability"] >= 0 for row in rows)
     assert err.count("warning:") == 1 and f"skipped {photos}/broken.jpg: not a readable image" in err
-    assert "note: converted 4 images the model was not trained on as they are: 1 resized to 16x16, 3 converted" in err
+    assert "note: converted 5 images the model was not trained on as they are: 2 resized to 16x16, 4 converted" in err
 
 
 def test_probabilities_match_the_model_and_the_top_three_are_ordered():
