@@ -129,7 +129,9 @@ def run_queue(runs: dict[str, dict]) -> dict[str, str]:
                 dvc("exp", "run", "--queue", "--force", "-n", name,
                     *[arg for key, value in runs[name].items() for arg in ("-S", f"{key}={json.dumps(value)}")])
         print(f"running {len(todo)} queued experiments: {', '.join(todo)}", flush=True)
-        start_queue()
+        # The worker that `dvc queue start` launches inherits the output pipes dvc() reads, so this returns when
+        # that worker has run the queue; a worker already running (an interrupted study's) is waited for below.
+        dvc("queue", "start", "--jobs", "1")
         while queued_names():
             time.sleep(5)
     refs = experiment_refs(base)
@@ -138,17 +140,6 @@ def run_queue(runs: dict[str, dict]) -> dict[str, str]:
             failures[name] = {"changes": runs[name], "status": queue_failure(name)}
     write_json(FAILURES_JSON, {"base": base, "runs": failures})
     return {name: refs.get(name) or failures[name]["status"] for name in runs}
-
-
-def start_queue() -> None:
-    """`dvc queue start`: a worker that runs the queue in the background (none if one is running already).
-
-    Its output is not captured: the worker would inherit the pipes, and reading them would wait for it.
-    """
-    started = subprocess.run([sys.executable, "-m", "dvc", "queue", "start", "--jobs", "1"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    if started.returncode != 0:
-        raise StageError("`dvc queue start` failed; run it yourself to see why, then run this again")
 
 
 def queued_names() -> set[str]:
