@@ -5,7 +5,7 @@
 1. Training pieces: the default params with `ablation.reference` applied (a shorter budget, and here
    airbench's wider blocks) is the reference run; each entry of `ablation.runs` is the reference with a few
    more params changed (one piece removed or swapped). Each run is a DVC experiment named ablate-<name>, so
-   `dvc exp show` and `dvc exp diff` compare any two, and an interrupted ablation keeps the runs that finished.
+   `dvc exp show` and `dvc exp diff` compare any two; run again, DVC's run cache restores the runs that finished.
 2. Test-time augmentation: the committed model (models/model.pt) scored on the test split with each choice of
    evaluate.tta; no retraining, so this part takes a minute.
 
@@ -21,7 +21,7 @@ from stages.data import load_split
 from stages.models import load_checkpoint
 from stages.outputs import MODEL_FILE, write_json
 from stages.params import TTA_VIEWS, _require, check_eval, check_train, get, load_params, run_stage
-from stages.study import collect, run_queue, with_changes
+from stages.experiments import collect, run_queue, with_changes
 from stages.training import loss_and_accuracy, predict, resolve_precision, setup_torch, stats_tensors
 
 ABLATION_JSON = Path("reports/ablation.json")

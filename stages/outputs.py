@@ -29,23 +29,28 @@ MISCLASSIFIED_PNG = Path("plots/evaluate/misclassified.png")
 RESUME_FILE = Path("checkpoints/train.pt")  # the last finished epoch's training state; not a DVC output, not in Git
 
 
-def _replace(path: Path, write) -> None:
+def write_atomically(path: Path, write) -> None:
+    """write(tmp_path), then rename it to path: readers see the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = path.with_name(f".{path.name}.tmp")
-    write(tmp_path)
-    os.replace(tmp_path, path)
+    try:
+        write(tmp_path)
+        os.replace(tmp_path, path)
+    except BaseException:  # a failed or interrupted write leaves nothing, not even the temporary file
+        tmp_path.unlink(missing_ok=True)
+        raise
 
 
 def write_json(path: Path, data: dict) -> None:
-    _replace(Path(path), lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
+    write_atomically(Path(path), lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
 
 
 def save_torch(path: Path, data: dict) -> None:
-    _replace(Path(path), lambda tmp: torch.save(data, tmp))
+    write_atomically(Path(path), lambda tmp: torch.save(data, tmp))
 
 
 def write_text(path: Path, text: str) -> None:
-    _replace(Path(path), lambda tmp: tmp.write_text(text))
+    write_atomically(Path(path), lambda tmp: tmp.write_text(text))
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
@@ -55,7 +60,7 @@ def write_csv(path: Path, rows: list[dict]) -> None:
             writer.writeheader()
             writer.writerows(rows)
 
-    _replace(Path(path), write)
+    write_atomically(Path(path), write)
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -64,4 +69,4 @@ def read_csv(path: Path) -> list[dict]:
 
 
 def save_figure(figure, path: Path) -> None:
-    _replace(Path(path), lambda tmp: figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+    write_atomically(Path(path), lambda tmp: figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))

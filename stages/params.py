@@ -3,6 +3,7 @@
 import difflib
 import inspect
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -58,8 +59,11 @@ class StageError(Exception):
 def run_stage(main) -> None:
     """Run a stage's main(), turning a StageError into one clear line and exit code 2, and Ctrl-C into exit 130.
 
-    DEBUG=1 in the environment shows the traceback as well.
+    DEBUG=1 in the environment shows the traceback as well. A process started with Ctrl-C ignored (a background
+    job of a non-interactive shell, a queue worker) would inherit that and train on through the user's Ctrl-C or
+    `dvc queue kill`, so the default handler is put back first.
     """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         main()
     except StageError as error:

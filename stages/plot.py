@@ -1,10 +1,12 @@
-"""Stage plot: every figure and report for people, and the fit diagnosis.
+"""Stage plot: every figure for people, and the fit diagnosis.
 
-Outputs: plots/data/samples.png, plots/train/curves.png, plots/evaluate/confusion.png,
-plots/evaluate/misclassified.png, reports/data.json (shape of each split, images per class, pixel range before
-and after scaling), reports/fit.md (the fit diagnosis with its evidence), metrics/fit.json (the verdict alone:
-overfit, underfit or good).
+Outputs: plots/data/samples.png (sample training images with their labels, and the shape of each split),
+plots/train/curves.png, plots/evaluate/confusion.png, plots/evaluate/misclassified.png, metrics/fit.json (the
+verdict alone: overfit, underfit or good; the evidence is printed, and `diagnose_fit` gives it again for the README
+and the review report).
 """
+
+from pathlib import Path
 
 import matplotlib
 
@@ -12,10 +14,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from stages.data import load_split, scale_pixels  # noqa: E402
-from stages.outputs import (CONFUSION_CSV, CONFUSION_PNG, CURVES_PNG, DATA_REPORT, FIT_METRICS,  # noqa: E402
-                            FIT_REPORT, HISTORY_CSV, MISCLASSIFIED_PNG, SAMPLES_PNG, read_csv, save_figure,
-                            write_json, write_text)
+from stages.data import load_split  # noqa: E402
+from stages.outputs import (CONFUSION_CSV, CONFUSION_PNG, CURVES_PNG, FIT_METRICS, HISTORY_CSV,  # noqa: E402
+                            MISCLASSIFIED_PNG, SAMPLES_PNG, read_csv, save_figure, write_json)
 from stages.params import StageError, check_plot, load_params, run_stage  # noqa: E402
 
 
@@ -48,23 +49,22 @@ def diagnose_fit(history: list[dict], overfit_gap: float, underfit_accuracy: flo
 VERDICT_WORDS = {"overfit": "over-fitting", "underfit": "under-fitting", "good": "a good fit"}
 
 
-def split_summary(images: np.ndarray, labels: np.ndarray, class_names: list[str]) -> dict:
-    counts = np.bincount(labels, minlength=len(class_names))
-    height, width, channels = images.shape[1:]
-    return {"images": len(images), "height": height, "width": width, "channels": channels,
-            "per_class": dict(zip(class_names, counts.tolist()))}
+def fit_text(history: list[dict], params: dict) -> str:
+    """The fit diagnosis as one line of Markdown: the verdict in bold, then its evidence."""
+    fit = diagnose_fit(history, params["plot"]["overfit_gap"], params["plot"]["underfit_accuracy"])
+    return f"**{VERDICT_WORDS[fit['verdict']]}**: {fit['evidence']}"
 
 
-def pixel_ranges(images: np.ndarray) -> dict:
-    """Pixel range before and after the scaling to [0, 1] that training applies."""
-    raw_min, raw_max = int(images.min()), int(images.max())
-    return {"raw_min": raw_min, "raw_max": raw_max,
-            "scaled_min": scale_pixels(float(raw_min)), "scaled_max": scale_pixels(float(raw_max))}
+def split_shapes(splits: dict) -> str:
+    """'train 40,000, val 10,000, test 10,000 images of 32x32x3': the shape of each split, in words."""
+    sizes = ", ".join(f"{name} {len(images):,}" for name, (images, _) in splits.items())
+    return f"{sizes} images of {'x'.join(str(side) for side in next(iter(splits.values()))[0].shape[1:])}"
 
 
-def plot_samples(images: np.ndarray, labels: np.ndarray, class_names: list[str], seed: int, count: int = 30,
-                 columns: int = 10, label_height: int = 12):
-    """A grid of random training images with their labels, drawn as one mosaic (one axes is 3x faster than 30)."""
+def plot_samples(images: np.ndarray, labels: np.ndarray, class_names: list[str], seed: int, shapes: str,
+                 count: int = 30, columns: int = 10, label_height: int = 12):
+    """A grid of random training images with their labels, drawn as one mosaic (one axes is 3x faster than 30),
+    titled with the shape of each split."""
     chosen = np.random.default_rng(seed).choice(len(images), size=min(count, len(images)), replace=False)
     rows = -(-len(chosen) // columns)
     height, width = images.shape[1:3]
@@ -77,7 +77,7 @@ def plot_samples(images: np.ndarray, labels: np.ndarray, class_names: list[str],
         axis.text(left + width / 2, top - 2, class_names[labels[index]], ha="center", va="bottom", fontsize=8)
     axis.imshow(mosaic)
     axis.axis("off")
-    figure.suptitle("Sample training images with their labels")
+    figure.suptitle(f"Sample training images with their labels\n{shapes}")
     return figure
 
 
@@ -129,17 +129,13 @@ def plot_misclassified(images: np.ndarray, actual: np.ndarray, predicted: np.nda
     return figure
 
 
-def write_data_report(splits: dict, class_names: list[str]) -> None:
-    report = {name: split_summary(images, labels, class_names) for name, (images, labels) in splits.items()}
-    report["pixels"] = pixel_ranges(splits["train"][0])
-    write_json(DATA_REPORT, report)
+def read_history(path: Path = HISTORY_CSV) -> list[dict]:
+    return parse_history(read_csv(path))
 
 
-def read_history() -> list[dict]:
-    history = [{key: float(value) for key, value in row.items()} for row in read_csv(HISTORY_CSV)]
-    for row in history:
-        row["epoch"] = int(row["epoch"])
-    return history
+def parse_history(rows: list[dict]) -> list[dict]:
+    """history.csv's rows with numbers for values, the epoch an integer."""
+    return [{key: int(value) if key == "epoch" else float(value) for key, value in row.items()} for row in rows]
 
 
 def main() -> None:
@@ -161,15 +157,14 @@ def main() -> None:
     if len(rows) != len(test_labels) or not np.array_equal(actual, test_labels):
         raise StageError(f"{CONFUSION_CSV} does not match the test split; re-run evaluate (dvc repro)")
 
-    for figure, path in ((plot_samples(*splits["train"], class_names, params["seed"]), SAMPLES_PNG),
+    for figure, path in ((plot_samples(*splits["train"], class_names, params["seed"], split_shapes(splits)),
+                          SAMPLES_PNG),
                          (plot_curves(history, fit), CURVES_PNG),
                          (plot_confusion(actual, predicted, class_names), CONFUSION_PNG),
                          (plot_misclassified(test_images, actual, predicted, class_names, params["seed"]),
                           MISCLASSIFIED_PNG)):
         save_figure(figure, path)
         plt.close(figure)
-    write_data_report(splits, class_names)
-    write_text(FIT_REPORT, f"**{VERDICT_WORDS[fit['verdict']]}**: {fit['evidence']}\n")
     write_json(FIT_METRICS, {"verdict": fit["verdict"]})  # the gap is a training metric; the evidence is prose
     print(f"fit: {VERDICT_WORDS[fit['verdict']]}: {fit['evidence']}")
 

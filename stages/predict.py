@@ -12,22 +12,19 @@ through DVC's API, without checking it out. Not a pipeline stage: nothing in dvc
 """
 
 import argparse
-import contextlib
 import csv
 import io
 import json
-import os
 import sys
 import tarfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import torch
-from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms.v2.functional import resize
 from tqdm import tqdm
 
-from stages.data import IMAGE_SUFFIXES, examples, is_8bit_rgb
+from stages.images import IMAGE_SUFFIXES, decode_rgb, examples, is_archive, is_image_name, quiet_stderr, read_entries
 from stages.models import load_checkpoint
 from stages.outputs import MODEL_FILE, write_text
 from stages.params import StageError, check_eval, load_params, run_stage
@@ -36,45 +33,32 @@ from stages.training import predict, resolve_precision, setup_torch, stats_tenso
 CHUNK_BATCHES = 8  # batches per progress-bar step
 
 
-def is_image_name(name: str) -> bool:
-    return Path(name).suffix.lower() in IMAGE_SUFFIXES and not Path(name).name.startswith(".")
-
-
 def read_inputs(paths: list[str]) -> Iterator[tuple[str, bytes]]:
     """(name, contents) of every image the paths hold, in path order, one at a time (a folder of large photos
-    need not fit in memory); a path that cannot be read is skipped with a warning."""
+    need not fit in memory); what cannot be read is skipped with a warning."""
     for arg in paths:
         path = Path(arg)
         try:
-            if path.is_dir():
-                for found in sorted(path.rglob("*")):
-                    if (found.is_file() and is_image_name(found.name)
-                            and not any(part.startswith(".") for part in found.relative_to(path).parts)):
-                        yield found.as_posix(), found.read_bytes()
-            elif path.is_file() and not is_image_name(path.name) and tarfile.is_tarfile(path):
-                with tarfile.open(path) as archive:
-                    for member in sorted(archive.getmembers(), key=lambda member: member.name):
-                        if member.isfile() and is_image_name(member.name):
-                            yield f"{arg}:{member.name}", archive.extractfile(member).read()
+            if path.is_dir() or (is_archive(path) and not is_image_name(arg)):
+                yield from images_in(path, arg)
             elif path.is_file():
                 yield arg, path.read_bytes()
             else:
-                print(f"warning: skipped {arg}: no such file or folder", file=sys.stderr)
-        except (OSError, tarfile.TarError) as error:
+                reason = "not a regular file" if path.exists() else "no such file or folder"
+                print(f"warning: skipped {arg}: {reason}", file=sys.stderr)
+        except (OSError, tarfile.TarError, EOFError) as error:
             print(f"warning: skipped the rest of {arg}: {error}", file=sys.stderr)
 
 
-@contextlib.contextmanager
-def quiet_stderr():
-    """Silence what C libraries print on file descriptor 2 (libpng's "bad header"): our warning says it once."""
-    saved = os.dup(2)
-    with open(os.devnull, "w") as devnull:
-        os.dup2(devnull.fileno(), 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+def images_in(path: Path, arg: str) -> Iterator[tuple[str, bytes]]:
+    """The image files of a folder or tar archive, hidden ones left out; an entry that cannot be read is warned of."""
+    for entry in read_entries(path):
+        name = (path / entry.path).as_posix() if path.is_dir() else f"{arg}:{entry.path}"
+        hidden = any(part.startswith(".") for part in entry.path.split("/"))
+        if entry.problem:
+            print(f"warning: skipped {name}: {entry.problem}", file=sys.stderr)
+        elif entry.contents is not None and not hidden and is_image_name(entry.path):
+            yield name, entry.contents
 
 
 def decode(files: Iterable[tuple[str, bytes]], size: int) -> tuple[list[str], torch.Tensor]:
@@ -85,22 +69,18 @@ def decode(files: Iterable[tuple[str, bytes]], size: int) -> tuple[list[str], to
     """
     names, images, resized, converted, changed = [], [], 0, 0, 0
     for name, contents in files:
-        try:
-            with quiet_stderr():
-                image = decode_image(torch.frombuffer(bytearray(contents), dtype=torch.uint8), ImageReadMode.RGB)
-        except RuntimeError:
-            print(f"warning: skipped {name}: not a readable image (corrupt, truncated or another format)",
+        with quiet_stderr():
+            image, other_mode = decode_rgb(contents)
+        if image is None:
+            print(f"warning: skipped {name}: not a readable image (empty, corrupt, truncated or another format)",
                   file=sys.stderr)
             continue
-        other_mode = image.dtype != torch.uint8 or not is_8bit_rgb(contents)
-        if image.dtype != torch.uint8:  # 16-bit PNG
-            image = (image.to(torch.int32) >> 8).to(torch.uint8)
-        other_size = image.shape[1:] != (size, size)
+        other_size = image.shape[:2] != (size, size)
         if other_size:
-            image = resize(image, [size, size], antialias=True)
+            image = resize(image.permute(2, 0, 1), [size, size], antialias=True).permute(1, 2, 0)
         converted, resized, changed = converted + other_mode, resized + other_size, changed + (other_mode or other_size)
         names.append(name)
-        images.append(image.permute(1, 2, 0))
+        images.append(image)
     if changed:
         print(f"note: converted {changed} images the model was not trained on as they are: "
               f"{resized} resized to {size}x{size}, {converted} converted to 8-bit RGB", file=sys.stderr)

@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from stages.outputs import read_csv
+from stages.plot import fit_text, read_history
 
 README = Path("README.md")
 BLOCK = re.compile(r"(<!-- generated: (\w+) -->\n).*?(<!-- end: \2 -->)", re.S)
@@ -44,10 +45,9 @@ def results_block(root: Path) -> str:
     evaluated = read_json(root, "metrics/evaluate.json")
     trained = read_json(root, "metrics/train/metrics.json")
     timing = read_json(root, "metrics/timing.json")
-    test_images = read_json(root, "reports/data.json")["test"]["images"]
-    history = read_csv(root / "plots/train/history.csv")
-    best_epoch = max(history, key=lambda row: float(row["val_acc"]))["epoch"]
-    fit = (root / "reports/fit.md").read_text().strip()
+    test_images = sum(int(row["support"]) for row in read_csv(root / "plots/evaluate/classes.csv"))
+    history = read_history(root / "plots/train/history.csv")
+    best_epoch = max(history, key=lambda row: row["val_acc"])["epoch"]
     params = yaml.safe_load((root / "params.yaml").read_text())
     tta = TTA_NAMES[params["evaluate"]["tta"]]
     epochs = trained["step"]
@@ -62,7 +62,7 @@ def results_block(root: Path) -> str:
          "`metrics/train/metrics.json`"],
         [f"training time ({epochs} epochs, validation included, {timing['precision']} on {timing['device']})",
          f"{timing['train_seconds']:,.0f} s, {timing['images_per_second']:,.0f} images/s", "`metrics/timing.json`"],
-        ["fit diagnosis", fit, "`reports/fit.md`"],
+        ["fit diagnosis", fit_text(history, params), "`plots/train/history.csv`, `metrics/fit.json`"],
         [f"target: ≥ {TARGET_ACCURACY:.1%} with ≤ {TARGET_PFLOP:.2f} PFLOP", target_verdict(evaluated, trained), ""],
     ])
 

@@ -4,19 +4,25 @@
 
 OLD and NEW are Git revisions, experiment names or `workspace`; the defaults compare the workspace with main.
 The params and metrics tables are DVC's own (`dvc params diff --md`, `dvc metrics diff --md`), the figures come
-from `dvc plots diff`; nothing is recomputed. Writes OUT/report.md, the figures of both sides under
+from `dvc plots diff`; only the fit diagnosis is worked out again, from each side's history and params, as the plot
+stage works it out. Writes OUT/report.md, the figures of both sides under
 OUT/figures/ and every chart, interactive, in OUT/charts/index.html.
 """
 
 import argparse
+import csv
+import io
 import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from stages.outputs import CONFUSION_PNG, CURVES_PNG, FIT_REPORT, write_text
-from stages.params import StageError, run_stage
+import yaml
+
+from stages.outputs import CONFUSION_PNG, CURVES_PNG, HISTORY_CSV, write_text
+from stages.params import PARAMS_FILE, StageError, run_stage
+from stages.plot import fit_text, parse_history
 
 FIGURES = {"learning curves": CURVES_PNG, "test confusion matrix": CONFUSION_PNG}
 
@@ -41,6 +47,14 @@ def read_at(rev: str, path: Path) -> str:
     return shown.stdout
 
 
+def fit_at(rev: str) -> str:
+    """The fit diagnosis of a revision, from its training history and params, as the plot stage makes it."""
+    history = parse_history(list(csv.DictReader(io.StringIO(read_at(rev, HISTORY_CSV)))))
+    if not history:
+        return "(no training history)"
+    return fit_text(history, yaml.safe_load(read_at(rev, PARAMS_FILE)))
+
+
 def figure_paths(old: str, new: str, out: Path) -> dict:
     """{(figure file, rev): path of that revision's copy}, from `dvc plots diff --json`."""
     targets = [str(path) for path in FIGURES.values()]
@@ -58,7 +72,7 @@ def render(old: str, new: str, out: Path) -> str:
     lines = [f"# Review: `{old}` → `{new}`", "", "## Params", "", params, "",
              "## Metrics", "", "The `Change` column is new minus old; `-` marks a value that did not change.", "",
              metrics, "", "## Fit", ""]
-    lines += [f"- `{rev}`: {read_at(rev, FIT_REPORT).strip() or '(no fit report)'}" for rev in (old, new)]
+    lines += [f"- `{rev}`: {fit_at(rev)}" for rev in (old, new)]
     lines += ["", "## Figures", "", f"| | `{old}` | `{new}` |", "| --- | --- | --- |"]
     for title, path in FIGURES.items():
         cells = [f"![{title}, {rev}]({figures[(str(path), rev)]})" if (str(path), rev) in figures else "missing"

@@ -12,24 +12,16 @@
    reports/optimizers.md (the README's tables) and plots/optimizers/curves.png.
 
 Every run is an ordinary queued DVC experiment (sweep-<optimizer>-<lr>, study-<optimizer>-seed<n>), visible
-in `dvc exp show` and comparable with `dvc exp diff` and `dvc plots diff`. Interrupted, the study resumes:
-experiments that finished from the same commit with the same params are kept, and so are runs that
-diverged (recorded in checkpoints/queue-failures.json).
+in `dvc exp show` and comparable with `dvc exp diff` and `dvc plots diff`. Interrupted or run again, the study
+trains nothing twice: DVC's run cache restores every run that finished (stages/experiments.py).
 """
 
-import copy
-import csv
-import io
-import json
 import math
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 from scipy import stats
 
 import matplotlib
@@ -38,139 +30,20 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from stages.outputs import (EVALUATE_METRICS, HISTORY_CSV, TIMING_METRICS, TRAIN_METRICS, save_figure,  # noqa: E402
-                            write_json, write_text)
-from stages.params import (OPTIMIZERS, StageError, _number, _require, check_train, get, load_params,  # noqa: E402
-                           run_stage)
+from stages.experiments import collect, run_queue, with_changes  # noqa: E402
+from stages.outputs import save_figure, write_json, write_text  # noqa: E402
+from stages.params import OPTIMIZERS, _number, _require, check_train, get, load_params, run_stage  # noqa: E402
 
 STUDY_JSON = Path("reports/optimizers.json")
 TABLE_MD = Path("reports/optimizers.md")
-CURVES_PNG = Path("plots/optimizers/curves.png")
-FAILURES_JSON = Path("checkpoints/queue-failures.json")
-
-
-# ----------------------------------------------------------------------------- DVC and Git
-
-def command(*args: str, check: bool = True) -> str:
-    result = subprocess.run(args, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise StageError(f"`{' '.join(args)}` failed: {(result.stderr or result.stdout).strip()[-500:]}")
-    return result.stdout + result.stderr
-
-
-def dvc(*args: str, check: bool = True) -> str:
-    return command(sys.executable, "-m", "dvc", *args, check=check)
-
-
-def experiment_refs(base: str) -> dict[str, str]:
-    """Experiment name -> commit, for the experiments based on commit `base`."""
-    prefix = f"refs/exps/{base[:2]}/{base[2:]}/"
-    lines = command("git", "for-each-ref", "--format=%(refname) %(objectname)", prefix).splitlines()
-    return {ref.removeprefix(prefix): sha for ref, sha in (line.split() for line in lines)}
-
-
-def read_at(sha: str, path) -> str:
-    return command("git", "show", f"{sha}:{path}")
-
-
-def with_changes(params: dict, changes: dict) -> dict:
-    """A copy of params with each dotted key of changes set; a key that params lacks is an error."""
-    changed = copy.deepcopy(params)
-    for key, value in changes.items():
-        get(params, key)
-        *parents, last = key.split(".")
-        section = changed
-        for part in parents:
-            section = section[part]
-        section[last] = value
-    return changed
-
-
-def pipeline_params(params: dict) -> dict:
-    """params without the study's and the ablation's own sections: they list runs, no stage reads them."""
-    return {key: value for key, value in params.items() if key not in ("study", "ablation")}
-
-
-def ran_with(sha: str, params: dict, overrides: dict) -> bool:
-    """Whether experiment commit sha ran with params plus overrides (then its result still holds)."""
-    ran = yaml.safe_load(read_at(sha, "params.yaml"))
-    return pipeline_params(ran) == pipeline_params(with_changes(params, overrides))
-
-
-def queue_failure(name: str) -> str:
-    logs = dvc("queue", "logs", name, check=False)
-    return "diverged" if "training diverged" in logs else "failed"
-
-
-def run_queue(runs: dict[str, dict]) -> dict[str, str]:
-    """Queue one experiment per run (name -> params to set) and run the queue to the end, one at a time.
-
-    Returns name -> the experiment's commit, or "diverged" / "failed" for a run that left no experiment.
-    A run that already finished from this commit with the same params (an experiment, or a failure recorded
-    in checkpoints/queue-failures.json) is kept, not re-run, so an interrupted study or ablation resumes
-    where it stopped. Experiments are looked up by the commit they were queued from, so a commit made while
-    the queue runs does not hide them.
-    """
-    base = command("git", "rev-parse", "HEAD").strip()
-    existing, params = experiment_refs(base), load_params()
-    failures = read_failures(base)
-    finished = [name for name in runs if name in existing and ran_with(existing[name], params, runs[name])]
-    finished += [name for name in runs if name not in existing and failures.get(name, {}).get("changes") == runs[name]]
-    stale = [name for name in runs if name in existing and name not in finished]
-    if stale:
-        dvc("exp", "remove", *stale)
-    if finished:
-        print(f"kept {len(finished)} runs that already finished with the same params: {', '.join(finished)}")
-    todo = [name for name in runs if name not in finished]
-    pending = queued_names() & set(todo)  # queued by a run of this command that was interrupted: not again
-    if todo:
-        for name in todo:
-            if name not in pending:
-                dvc("exp", "run", "--queue", "--force", "-n", name,
-                    *[arg for key, value in runs[name].items() for arg in ("-S", f"{key}={json.dumps(value)}")])
-        print(f"running {len(todo)} queued experiments: {', '.join(todo)}", flush=True)
-        # The worker that `dvc queue start` launches inherits the output pipes dvc() reads, so this returns when
-        # that worker has run the queue; a worker already running (an interrupted study's) is waited for below.
-        dvc("queue", "start", "--jobs", "1")
-        while queued_names():
-            time.sleep(5)
-    refs = experiment_refs(base)
-    for name in todo:
-        if name not in refs:
-            failures[name] = {"changes": runs[name], "status": queue_failure(name)}
-    write_json(FAILURES_JSON, {"base": base, "runs": failures})
-    return {name: refs.get(name) or failures[name]["status"] for name in runs}
-
-
-def queued_names() -> set[str]:
-    """Names of the experiments waiting in DVC's queue or running from it."""
-    rows = [line.split() for line in dvc("queue", "status").splitlines()[1:]]
-    return {row[1] for row in rows if len(row) > 2 and row[-1] in ("Queued", "Running")}
-
-
-def read_failures(base: str) -> dict:
-    """Runs that left no experiment (diverged, failed), recorded by run_queue for commit base."""
-    if not FAILURES_JSON.exists():
-        return {}
-    recorded = json.loads(FAILURES_JSON.read_text())
-    return recorded["runs"] if recorded.get("base") == base else {}
-
-
-def collect(name: str, outcomes: dict[str, str]) -> dict:
-    """One experiment's results, or why there are none (diverged, failed)."""
-    if outcomes[name] in ("diverged", "failed"):
-        return {"status": outcomes[name]}
-    sha = outcomes[name]
-    history = list(csv.DictReader(io.StringIO(read_at(sha, HISTORY_CSV))))
-    trained = {**json.loads(read_at(sha, TRAIN_METRICS)), **json.loads(read_at(sha, TIMING_METRICS))}
-    return {"status": "ok", "train": trained, "test": json.loads(read_at(sha, EVALUATE_METRICS)),
-            "history": [{key: float(value) for key, value in row.items()} for row in history]}
+OPTIMIZER_CURVES_PNG = Path("plots/optimizers/curves.png")
 
 
 # ----------------------------------------------------------------------------- the learning-rate sweep
 
 def lr_name(lr: float) -> str:
-    return f"{lr:.2g}".replace(".", "p").replace("-", "m")
+    """An lr as a word for an experiment name: 0.002 -> 0p002, 1e-05 -> 1em05, 1000 -> 1000."""
+    return f"{lr:g}".replace(".", "p").replace("-", "m").replace("+", "")
 
 
 def rounded(lr: float) -> float:
@@ -408,10 +281,10 @@ def main() -> None:
     histories = {optimizer: [run["history"] for run in by_seed.values() if run["status"] == "ok"]
                  for optimizer, by_seed in runs.items()}
     figure = plot_curves({optimizer: runs for optimizer, runs in histories.items() if runs})
-    save_figure(figure, CURVES_PNG)
+    save_figure(figure, OPTIMIZER_CURVES_PNG)
     plt.close(figure)
     print(tables)
-    print(f"study took {minutes:.1f} minutes; wrote {STUDY_JSON}, {TABLE_MD}, {CURVES_PNG}")
+    print(f"study took {minutes:.1f} minutes; wrote {STUDY_JSON}, {TABLE_MD}, {OPTIMIZER_CURVES_PNG}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 import copy
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -39,14 +40,29 @@ def make_archive(folder: Path, archive: Path) -> Path:
     return archive
 
 
+# The precision every test trains in, never `auto`: what auto picks depends on the CPU (bf16 where it has
+# AVX512-BF16 or AMX), and floating-point outcomes with it. `make test PRECISION=bf16` runs the suite in bf16,
+# which every x86 CPU runs (emulated, and slower, where it lacks the instructions).
+PRECISION = os.environ.get("TEST_PRECISION", "fp32")
+
+
 def tiny_params(raw: str = "data/raw/cifar10") -> dict:
-    """The repository's params.yaml, shrunk: small model, two epochs, small batches, CPU."""
+    """The repository's params.yaml, shrunk: small model, two epochs, small batches, CPU, a pinned precision."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["data"]["raw"] = raw
     params["model"]["fast_cnn"]["widths"] = [8, 16, 16]
     params["model"]["seed_cnn"]["widths"] = [4, 8]
     params["model"]["seed_cnn"]["dense"] = 16
-    params["train"].update(epochs=2, batch_size=16, device="cpu")
+    params["train"].update(epochs=2, batch_size=16, device="cpu", precision=PRECISION)
+    return params
+
+
+def diverging(params: dict, optimizer: str = "sgd", lr: float = 1000.0) -> dict:
+    """params whose training diverges in fp32 and bf16 alike, within a few steps: weight decay 100 at lr 1000
+    multiplies the weights by about -100,000 every step. (A large lr alone is not enough: lr 900 gave NaN in
+    fp32 and trained on in bf16, its dead ReLUs keeping the loss finite.) At lr 0.001 the same decay trains."""
+    params["optimizer"] = optimizer
+    params["optimizers"][optimizer] = {"lr": lr, "weight_decay": 100.0}
     return params
 
 
@@ -76,10 +92,47 @@ def params() -> dict:
 
 def start_stage(workdir: Path, stage: str, **popen_args) -> subprocess.Popen:
     """`python -m stages.<stage>` in workdir, as dvc repro runs it, without waiting for it."""
+    return start_python(workdir, ["-m", f"stages.{stage}"], **popen_args)
+
+
+def start_python(workdir: Path, args: list[str], **popen_args) -> subprocess.Popen:
     popen_args.setdefault("stdout", subprocess.DEVNULL)
     popen_args.setdefault("stderr", subprocess.DEVNULL)
-    return subprocess.Popen([sys.executable, "-m", f"stages.{stage}"], cwd=workdir,
-                            env={**os.environ, "PYTHONPATH": str(REPO)}, **popen_args)
+    return subprocess.Popen([sys.executable, *args], cwd=workdir, env={**os.environ, "PYTHONPATH": str(REPO)},
+                            **popen_args)
+
+
+# The train stage, stopped at the start of an epoch until a signal arrives: signal tests then hit a known point
+# of a run, whatever the load on the machine, instead of racing it.
+PAUSED_TRAIN = """
+import sys, time
+from stages import train
+from stages.params import run_stage
+pause_at, one_epoch = int(sys.argv[1]), train.train_one_epoch
+
+def pausing(*args, desc, **kwargs):
+    if desc.startswith(f"epoch {pause_at}/"):
+        print("paused", flush=True)
+        time.sleep(600)
+    return one_epoch(*args, desc=desc, **kwargs)
+
+train.train_one_epoch = pausing
+run_stage(train.main)
+"""
+
+
+def start_paused_train(workdir: Path, epoch: int, sigint_ignored: bool = False) -> subprocess.Popen:
+    """The train stage in workdir, paused at the start of `epoch` (its checkpoint holds epoch - 1).
+
+    sigint_ignored: start it the way a non-interactive shell starts a background job, with SIGINT ignored.
+    """
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
+    process = start_python(workdir, ["-c", PAUSED_TRAIN, str(epoch)], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, preexec_fn=ignore)
+    for line in process.stdout:
+        if line == "paused\n":
+            return process
+    raise AssertionError(f"training ended before epoch {epoch}: {process.communicate()[1][-2000:]}")
 
 
 # ----------------------------------------------------------------------------- a throwaway Git + DVC repository

@@ -6,7 +6,7 @@ import pytest
 
 from stages.ablation import check_ablation
 from stages.params import StageError
-from stages.study import with_changes
+from stages.experiments import with_changes
 from tests.conftest import dvc, make_dvc_repo, repro_and_commit, run, tiny_params, write_params
 
 

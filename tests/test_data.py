@@ -1,12 +1,15 @@
+import io
+import os
 import shutil
+import tarfile
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from stages.data import (decode_images, flip_where, load_split, read_dataset, read_raw_files, save_split,
-                         scale_pixels, stratified_split, translate)
+from stages.data import (decode_images, flip_where, load_split, read_dataset, read_raw, save_split, scale_pixels,
+                         stratified_split, translate)
 from stages.params import StageError
 from tests.conftest import CLASSES, make_archive, make_image_folder
 
@@ -38,7 +41,8 @@ def test_hidden_and_foreign_files_are_skipped(tmp_path):
 
 
 def test_parallel_decoding_keeps_file_order(image_folder):
-    files = [file for file in read_raw_files(image_folder) if file[0].startswith("test/") and file[1]]
+    files = [(entry.path, entry.contents) for entry in read_raw(image_folder)
+             if entry.path.startswith("test/") and entry.contents]
     assert np.array_equal(decode_images(files, workers=3), decode_images(files, workers=1))
 
 
@@ -64,7 +68,7 @@ def test_every_unreadable_image_is_counted_and_the_first_named(tmp_path):
     jpeg = root / "train/circle/0000.jpg"
     Image.open(root / "train/circle/0000.png").save(jpeg)
     jpeg.write_bytes(jpeg.read_bytes()[:200])
-    with pytest.raises(StageError, match=r"^4 files are not readable images \(corrupt, truncated or not images "
+    with pytest.raises(StageError, match=r"^4 files are not readable images \(empty, corrupt, truncated or not images "
                                          r"despite their suffix\): train/circle/0000.jpg, train/cross/0001.png, "
                                          r"train/square/0000.png and 1 more; remove or replace them"):
         read_dataset(root)
@@ -115,15 +119,17 @@ def test_skipped_files_are_counted_once(tmp_path, capsys):
 def test_images_of_different_sizes_are_named(tmp_path):
     make_image_folder(tmp_path / "a", {"train": 2}, size=16)
     make_image_folder(tmp_path / "b", {"train": 2}, size=8)
-    files = [(f"{top}/{path}", data) for top in "ab" for path, data in read_raw_files(tmp_path / top) if data]
+    files = [(f"{top}/{entry.path}", entry.contents) for top in "ab" for entry in read_raw(tmp_path / top)
+             if entry.contents]
     with pytest.raises(StageError, match="images differ in size: a/.* is 16x16, b/.* is 8x8"):
         decode_images(files, workers=2)
 
 
 def test_neither_folder_nor_archive_is_an_error(tmp_path):
     (tmp_path / "data.zip").write_bytes(b"PK")
-    with pytest.raises(StageError, match="'data.raw' is '.*data.zip', which is neither an image folder nor a tar"):
-        read_raw_files(tmp_path / "data.zip")
+    with pytest.raises(StageError, match="'data.raw' is '.*data.zip', which is neither an image folder nor a tar "
+                                         r"archive \(uncompressed, or compressed with gzip, bzip2 or xz\)"):
+        read_raw(tmp_path / "data.zip")
 
 
 def test_stratified_split_is_seeded_disjoint_and_keeps_class_shares():
@@ -175,3 +181,73 @@ def test_translate_shifts_within_bounds_and_reflects():
 def test_a_split_too_small_for_a_validation_image_per_class_is_an_error():
     with pytest.raises(StageError, match=r"'data.val_fraction' 0.2 leaves class 'cat' \(2 images\) with an empty"):
         stratified_split(np.repeat(np.arange(3), 2), 0.2, seed=0, class_names=["cat", "dog", "frog"])
+
+
+# ----------------------------------------------------------------------------- odd but ordinary inputs
+
+def test_an_empty_image_file_is_named_not_a_traceback(tmp_path):
+    root = make_image_folder(tmp_path / "data", {"train": 2, "test": 1})
+    (root / "train/cross/0001.png").write_bytes(b"")
+    with pytest.raises(StageError, match=r"^1 files are not readable images \(empty, corrupt, truncated or not "
+                                         r"images despite their suffix\): train/cross/0001.png; remove or replace"):
+        read_dataset(root)
+
+
+@pytest.mark.parametrize("mode", ["w:gz", "w:bz2", "w:xz"])
+def test_a_compressed_archive_reads_the_same_as_its_folder(image_folder, tmp_path, mode):
+    archive = tmp_path / "cifar10.tar"
+    with tarfile.open(archive, mode) as tar:
+        tar.add(image_folder, arcname="cifar10")
+    from_folder, from_archive = read_dataset(image_folder), read_dataset(archive)
+    assert from_archive[0] == from_folder[0]
+    for split in ("train", "test"):
+        assert all(np.array_equal(a, b) for a, b in zip(from_folder[1][split], from_archive[1][split]))
+
+
+def test_a_class_folder_that_is_a_link_is_followed_and_a_link_loop_ends(tmp_path):
+    root = make_image_folder(tmp_path / "data", {"train": 2, "test": 1})
+    shutil.move(root / "train/square", tmp_path / "elsewhere")
+    (root / "train/square").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "elsewhere/loop").symlink_to(tmp_path / "elsewhere")
+    _, splits = read_dataset(root)
+    assert np.bincount(splits["train"][1]).tolist() == [2, 2, 2]
+
+
+def test_a_broken_link_and_a_pipe_are_named(tmp_path):
+    root = make_image_folder(tmp_path / "data", {"train": 2, "test": 1})
+    (root / "train/circle/0005.png").symlink_to(tmp_path / "nowhere.png")
+    os.mkfifo(root / "train/cross/0005.png")  # opening it would block forever
+    with pytest.raises(StageError, match=r"2 entries cannot be read: train/circle/0005.png \(a broken link\), "
+                                         r"train/cross/0005.png \(not a regular file\); remove them"):
+        read_raw(root)
+
+
+def add_member(tar: tarfile.TarFile, name: str, contents: bytes = b"", **attributes) -> None:
+    member = tarfile.TarInfo(name)
+    member.size = len(contents)
+    for key, value in attributes.items():
+        setattr(member, key, value)
+    tar.addfile(member, io.BytesIO(contents))
+
+
+def test_archive_links_inside_it_are_read_and_members_that_climb_out_are_refused(image_folder, tmp_path):
+    archive = make_archive(image_folder, tmp_path / "cifar10.tar")
+    png = (image_folder / "train/circle/0000.png").read_bytes()
+    with tarfile.open(archive, "a") as tar:
+        add_member(tar, "cifar10/train/circle/hard.png", type=tarfile.LNKTYPE, linkname="cifar10/train/circle/0000.png")
+        add_member(tar, "cifar10/train/circle/soft.png", type=tarfile.SYMTYPE, linkname="0001.png")
+        add_member(tar, "/cifar10/train/circle/absolute.png", png)  # a leading / is dropped, as tar does
+    entries = {entry.path: entry for entry in read_raw(archive)}
+    assert entries["cifar10/train/circle/hard.png"].contents == png
+    assert entries["cifar10/train/circle/soft.png"].contents == (image_folder / "train/circle/0001.png").read_bytes()
+    assert entries["cifar10/train/circle/absolute.png"].contents == png
+
+    with tarfile.open(archive, "a") as tar:
+        add_member(tar, "cifar10/../../escaped.png", png)
+        add_member(tar, "cifar10/train/circle/out.png", type=tarfile.SYMTYPE, linkname="/etc/passwd")
+        add_member(tar, "cifar10/test/circle/fifo.png", type=tarfile.FIFOTYPE)
+    with pytest.raises(StageError, match=r"cifar10.tar: 3 entries cannot be read: cifar10/\.\./\.\./escaped.png \(its "
+                                         r"path climbs out of the archive\), cifar10/test/circle/fifo.png \(a device "
+                                         r"or pipe, not a file\), cifar10/train/circle/out.png \(a link to an absolute "
+                                         r"path\); remove them"):
+        read_raw(archive)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages.data import decode_images, group_by_split, read_raw_files
+from stages.data import decode_images, group_by_split, read_raw
 from stages.download import BATCHES, ChecksumError, convert_release
 
 CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -45,13 +45,14 @@ def test_conversion_is_lossless_and_in_the_pipeline_layout(tmp_path):
     archive.parent.mkdir(parents=True)
     convert_release(release, archive, md5=md5(release))
 
-    files = dict(read_raw_files(archive))
+    entries = read_raw(archive)
+    files = {entry.path: entry.contents for entry in entries}
     data, labels = contents["test_batch"]
     first = data[0].reshape(3, 32, 32).transpose(1, 2, 0)
     png = files[f"cifar10/test/{CLASS_NAMES[labels[0]]}/0000.png"]
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), first)
 
-    layout = group_by_split(list(files.items()), archive)
+    layout = group_by_split(entries, archive)
     train_files = [file for class_files in layout["train"].values() for file in class_files]
     train_images = decode_images(train_files)
     assert train_images.shape == (20, 32, 32, 3)

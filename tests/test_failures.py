@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,8 @@ import torch
 import yaml
 
 from stages import prepare, train
-from tests.conftest import REPO, dvc, make_dvc_repo, make_image_folder, start_stage, write_params
+from tests.conftest import (REPO, dvc, make_dvc_repo, make_image_folder, start_paused_train, start_stage,
+                            write_params)
 
 
 def fails(workdir, stage: str) -> str:
@@ -121,59 +121,60 @@ def test_a_bad_model_file_says_retrain(trained, damage, message):
 
 
 # ----------------------------------------------------------------------------- interruption and resume
+# Each signal reaches training at a known point (start_paused_train), so these tests cannot race the run.
 
-def run_train(workdir, resume: bool, kill_after_epoch: int | None = None) -> None:
+OUTPUTS = ["models/model.pt", "plots/train/history.csv", "metrics/train/metrics.json"]
+
+
+def set_params(workdir, **train_params) -> None:
     params = yaml.safe_load((workdir / "params.yaml").read_text())
-    params["train"]["resume"] = resume
+    params["train"].update(train_params)
     write_params(workdir, params)
-    process = start_stage(workdir, "train")
-    checkpoint = workdir / "checkpoints/train.pt"
-    while kill_after_epoch and process.poll() is None:
-        if checkpoint.exists() and torch.load(checkpoint, weights_only=True)["epoch"] >= kill_after_epoch:
-            process.kill()  # kill -9: no clean-up runs
-            break
-    assert process.wait() == (-9 if kill_after_epoch else 0), "training ended before it could be killed"
 
 
-def test_a_killed_training_resumes_to_bit_identical_results(workdir, params):
-    params["train"]["epochs"] = 20
-    write_params(workdir, params)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_killed_training_resumes_to_bit_identical_results(workdir, precision):
+    set_params(workdir, epochs=6, precision=precision)
     prepare.main()
-    outputs = ["models/model.pt", "plots/train/history.csv", "metrics/train/metrics.json"]
-    run_train(workdir, resume=False)
-    uninterrupted = [(workdir / path).read_bytes() for path in outputs]
+    train.main()
+    uninterrupted = [(workdir / path).read_bytes() for path in OUTPUTS]
     assert not (workdir / "checkpoints/train.pt").exists()  # removed once the model is saved
 
-    for path in outputs:
+    for path in OUTPUTS:
         (workdir / path).unlink()
-    run_train(workdir, resume=False, kill_after_epoch=3)
+    process = start_paused_train(workdir, epoch=4)
+    process.kill()  # kill -9: no clean-up runs
+    process.wait()
+    assert torch.load(workdir / "checkpoints/train.pt", weights_only=True)["epoch"] == 3
     assert not (workdir / "models/model.pt").exists()
-    run_train(workdir, resume=True)
-    assert [(workdir / path).read_bytes() for path in outputs] == uninterrupted
+    set_params(workdir, resume=True)
+    train.main()
+    assert [(workdir / path).read_bytes() for path in OUTPUTS] == uninterrupted
 
 
-def test_ctrl_c_stops_training_cleanly_and_keeps_the_checkpoint(workdir, params):
-    params["train"]["epochs"] = 500
-    write_params(workdir, params)
+@pytest.mark.parametrize("sigint_ignored", [False, True], ids=["foreground", "started-with-sigint-ignored"])
+def test_ctrl_c_stops_training_cleanly_and_keeps_the_checkpoint(workdir, sigint_ignored):
+    """Also when the stage was started with SIGINT ignored, as a non-interactive shell starts a background job:
+    it inherited that, and trained on to the end through the Ctrl-C (issue 16)."""
+    set_params(workdir, epochs=5)
     prepare.main()
-    process = start_stage(workdir, "train", stderr=subprocess.PIPE, text=True)
-    while process.poll() is None and not (workdir / "checkpoints/train.pt").exists():
-        time.sleep(0.05)
+    process = start_paused_train(workdir, epoch=3, sigint_ignored=sigint_ignored)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130 and "Traceback" not in stderr
     assert stderr.strip().splitlines()[-1].startswith("error: interrupted; nothing half-written was left")
     assert not (workdir / "metrics/train/metrics.json").exists() and not (workdir / "plots/train/history.csv").exists()
-    assert not (workdir / "models/model.pt").exists() and (workdir / "checkpoints/train.pt").exists()
+    assert not (workdir / "models/model.pt").exists() and not list(workdir.rglob(".*.tmp"))
+    assert torch.load(workdir / "checkpoints/train.pt", weights_only=True)["epoch"] == 2
 
 
-def test_resume_ignores_a_checkpoint_of_other_params(workdir, params):
-    params["train"]["epochs"] = 20
-    write_params(workdir, params)
+def test_resume_ignores_a_checkpoint_of_other_params(workdir):
+    set_params(workdir, epochs=4)
     prepare.main()
-    run_train(workdir, resume=False, kill_after_epoch=2)
-    params["train"].update(label_smoothing=0.1, resume=True)
-    write_params(workdir, params)
+    process = start_paused_train(workdir, epoch=3)
+    process.kill()
+    process.wait()
+    set_params(workdir, label_smoothing=0.1, resume=True)
     stdout, _ = (process := start_stage(workdir, "train", stdout=subprocess.PIPE, text=True)).communicate()
     assert process.returncode == 0
     assert "warning: checkpoints/train.pt is from other params or data; starting from epoch 1" in stdout

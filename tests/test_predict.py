@@ -1,6 +1,7 @@
 """stages.predict on tiny generated images with a tiny trained model: inputs, conversions, outputs, errors."""
 
 import csv
+import io
 import json
 import os
 import shutil
@@ -113,10 +114,27 @@ def test_the_command_fails_only_when_nothing_could_be_classified(workdir, tmp_pa
     result = run_predict([str(tmp_path / "broken.png"), str(tmp_path / "missing.jpg")], workdir)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.splitlines() == [
-        f"warning: skipped {tmp_path}/broken.png: not a readable image (corrupt, truncated or another format)",
+        f"warning: skipped {tmp_path}/broken.png: not a readable image (empty, corrupt, truncated or another format)",
         f"warning: skipped {tmp_path}/missing.jpg: no such file or folder",
         f"error: no readable images in {tmp_path}/broken.png, {tmp_path}/missing.jpg; give image files "
         "(.jpeg, .jpg, .png, .webp), folders of them or tar archives"]
     bad_out = run_predict(["x.png", "--out", "table.txt"], workdir)
     assert bad_out.returncode == 2 and "--out table.txt: the file name must end in .csv or .json" in bad_out.stderr
 
+
+
+def test_an_empty_file_and_a_refused_member_are_warned_of_and_a_compressed_archive_is_read(workdir, tmp_path, capsys):
+    (tmp_path / "empty.png").write_bytes(b"")
+    png = (workdir / "data/raw/cifar10/test/circle/0000.png").read_bytes()
+    with tarfile.open(tmp_path / "photos.tar.gz", "w:gz") as archive:
+        for name in ("photos/a.png", "photos/../../escaped.png"):
+            member = tarfile.TarInfo(name)
+            member.size = len(png)
+            archive.addfile(member, io.BytesIO(png))
+    single = workdir / "data/raw/cifar10/test/square/0000.png"
+    predict.main([str(tmp_path / "empty.png"), str(tmp_path / "photos.tar.gz"), str(single)])
+    out, err = capsys.readouterr()
+    assert [row[0] for row in printed_rows(out)] == [f"{tmp_path}/photos.tar.gz:photos/a.png", str(single)]
+    assert err.splitlines() == [
+        f"warning: skipped {tmp_path}/empty.png: not a readable image (empty, corrupt, truncated or another format)",
+        f"warning: skipped {tmp_path}/photos.tar.gz:photos/../../escaped.png: its path climbs out of the archive"]

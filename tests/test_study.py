@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from stages.params import StageError
 from stages.study import (check_study, compare, comparison_table, next_lr, paired_comparison, plot_curves,
                           results_table, summary_row, sweep_table)
-from tests.conftest import dvc, make_dvc_repo, repro_and_commit, run, tiny_params
+from tests.conftest import diverging, dvc, make_dvc_repo, repro_and_commit, run, tiny_params
 
 
 def finished(test_acc, test_loss=0.9, epochs_to_target=2, gap=-0.01, seconds=10.0):
@@ -78,23 +79,29 @@ def test_the_figure_shows_each_optimizer_mean_curve_with_a_band_and_whole_epochs
     plt.close(figure)
 
 
-def test_study_runs_on_a_real_dvc_queue_and_resumes(tmp_path):
-    params = tiny_params()
+def tiny_study(tmp_path) -> Path:
+    """A committed tiny repository whose study sweeps sgd (diverging at its own lr) and adam."""
+    params = diverging(tiny_params(), "sgd")
     params["train"].update(epochs=1, batch_size=8)
-    params["optimizers"]["sgd"]["lr"] = 900.0  # diverges; the sweep records it and widens to 3.0
     params["study"] = {"optimizers": ["sgd", "adam"], "seeds": [0, 1], "changes": {"train.epochs": 2},
                        "target_val_acc": 0.3,
-                       "sweep": {"factors": [1], "widen": 300, "max_widenings": 1, "changes": {"train.epochs": 2}}}
-    repo = make_dvc_repo(tmp_path / "repo", params)
-    repro_and_commit(repo)
+                       "sweep": {"factors": [1], "widen": 1e6, "max_widenings": 1, "changes": {"train.epochs": 4}}}
+    return repro_and_commit(make_dvc_repo(tmp_path / "repo", params))
 
+
+def queue_logs(repo: Path, names) -> dict[str, str]:
+    return {name: dvc("queue", "logs", name, cwd=repo) for name in names}
+
+
+def test_study_runs_on_a_real_dvc_queue_and_trains_nothing_twice(tmp_path):
+    repo = tiny_study(tmp_path)
     output = run(["python", "-m", "stages.study"], repo)
     assert "wrote reports/optimizers.json" in output
 
     study = json.loads((repo / "reports/optimizers.json").read_text())
     sweep = study["lr_sweep"]
-    assert sweep["sgd"]["tried"]["900.0"] == "diverged" and sweep["sgd"]["lr"] == 3.0
-    assert set(sweep["adam"]["tried"]) == {"6.67e-06", "0.002"}
+    assert sweep["sgd"]["tried"]["1000.0"] == "diverged" and sweep["sgd"]["lr"] == 0.001
+    assert set(sweep["adam"]["tried"]) == {"2e-09", "0.002"}
     rows = {row["optimizer"]: row for row in study["rows"]}
     for name in ("sgd", "adam"):
         assert (rows[name]["seeds"], rows[name]["lr"]) == (2, sweep[name]["lr"])
@@ -105,12 +112,18 @@ def test_study_runs_on_a_real_dvc_queue_and_resumes(tmp_path):
     table = (repo / "reports/optimizers.md").read_text()
     assert "| optimizer | lr | test acc % (mean ± sd) |" in table and " ± " in table
     assert (repo / "plots/optimizers/curves.png").stat().st_size > 5000
+    names = [name for name in dvc("exp", "list", "--name-only", cwd=repo).split()]
+    assert {"study-adam-seed1", "sweep-adam-0p002", "sweep-sgd-0p001"} <= set(names)
+    assert all("Running stage 'prepare'" not in log for log in queue_logs(repo, names).values())
 
-    shown = dvc("exp", "show", "--no-pager", "--csv", cwd=repo)
-    assert "study-adam-seed1" in shown and "sweep-adam-0p002" in shown
-
-    again = run(["python", "-m", "stages.study"], repo)  # resumes: every run is kept, the diverged one too
-    assert "running" not in again
+    # A commit that touches no stage's dependencies, then the study again: the run cache restores every run.
+    (repo / "README.md").write_text("a README-only change\n")
+    run(["git", "add", "README.md"], repo)
+    run(["git", "commit", "-q", "-m", "README only"], repo)
+    again = run(["python", "-m", "stages.study"], repo)
+    assert "kept 1 runs that diverged with the same code and params: sweep-sgd-1000" in again
+    for name, log in queue_logs(repo, names).items():
+        assert "Stage 'train' is cached - skipping run" in log and "Running stage" not in log, name
     assert json.loads((repo / "reports/optimizers.json").read_text())["rows"] == study["rows"]
 
 

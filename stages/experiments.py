@@ -1,0 +1,199 @@
+"""Runs as DVC experiments on DVC's queue, for the optimizer study and the ablation: queue, wait, collect.
+
+Every run is an ordinary queued experiment (`dvc exp run --queue -n NAME -S key=value ...`), so `dvc exp show`
+lists it and `dvc exp diff` compares any two. Runs are queued without --force, so DVC's run cache restores
+every stage that already ran with the same code, params and data, in this workspace or in the queue, after
+any commit that leaves the stages' dependencies alone: a resumed or repeated study trains nothing twice. The
+run cache records only stages that succeeded, so a run that diverged is recorded here, in
+checkpoints/queue-failures.json, by the code, data and params it ran with.
+"""
+
+import contextlib
+import copy
+import csv
+import hashlib
+import io
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from stages.outputs import EVALUATE_METRICS, HISTORY_CSV, TIMING_METRICS, TRAIN_METRICS, write_json
+from stages.params import StageError, get, load_params
+
+FAILURES_JSON = Path("checkpoints/queue-failures.json")
+WORKER_LOGS = ".dvc/tmp/exps/celery/*.out"  # where `dvc queue logs` itself points when a worker failed
+POLL_SECONDS = 5
+DEAD_POLLS = 3  # polls in a row without a worker before the worker counts as gone (a starting one shows none)
+WAITING = ("Queued", "Running")
+
+
+def command(*args: str, check: bool = True) -> str:
+    result = subprocess.run(args, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise StageError(f"`{' '.join(args)}` failed: {(result.stderr or result.stdout).strip()[-500:]}")
+    return result.stdout + result.stderr
+
+
+def dvc(*args: str, check: bool = True) -> str:
+    return command(sys.executable, "-m", "dvc", *args, check=check)
+
+
+def read_at(sha: str, path) -> str:
+    return command("git", "show", f"{sha}:{path}")
+
+
+def with_changes(params: dict, changes: dict) -> dict:
+    """A copy of params with each dotted key of changes set; a key that params lacks is an error."""
+    changed = copy.deepcopy(params)
+    for key, value in changes.items():
+        get(params, key)
+        *parents, last = key.split(".")
+        section = changed
+        for part in parents:
+            section = section[part]
+        section[last] = value
+    return changed
+
+
+# ----------------------------------------------------------------------------- what DVC says of the queue
+
+def queue_states() -> dict[str, str]:
+    """Experiment name -> its state in DVC's queue: Queued, Running, Success or Failed (`dvc queue status`, whose
+    last column is the state and second the name). A name queued more than once keeps its liveliest state."""
+    rank = {"Failed": 0, "Success": 1, "Queued": 2, "Running": 3}
+    states: dict[str, str] = {}
+    for row in (line.split() for line in dvc("queue", "status").splitlines()[1:]):
+        if len(row) >= 4 and row[-1] in rank and rank[row[-1]] >= rank[states.get(row[1], "Failed")]:
+            states[row[1]] = row[-1]
+    return states
+
+
+def finished_experiments(base: str) -> dict[str, str]:
+    """Experiment name -> commit, for the experiments of commit base that finished (queued or in the workspace).
+
+    Read through DVC's API, which also looks into running experiments' temporary workspaces and fails when
+    one disappears while it looks: tried again then.
+    """
+    import dvc.api  # here, not at the top: it takes a second to import
+
+    for _ in range(4):
+        with contextlib.suppress(Exception):  # a queued run's workspace came or went while DVC read it
+            return finished_in(dvc.api.exp_show(".", revs=base))
+        time.sleep(POLL_SECONDS)
+    return finished_in(dvc.api.exp_show(".", revs=base))
+
+
+def finished_in(rows: list[dict]) -> dict[str, str]:
+    return {row["Experiment"]: row["rev"] for row in rows
+            if row["typ"] != "baseline" and row["Experiment"] and row["State"] in (None, "Success")}
+
+
+def worker_running() -> bool:
+    """Whether a queue worker is alive, active or idle (`dvc queue status` ends with its count)."""
+    lines = [line for line in dvc("queue", "status").splitlines() if line.startswith("Worker status:")]
+    return bool(lines) and lines[-1] != "Worker status: 0 active, 0 idle"
+
+
+def start_worker() -> None:
+    """One worker, one experiment at a time. Its output goes nowhere: a worker holding our pipes open would
+    make this wait for the whole queue (and hang with it)."""
+    subprocess.run([sys.executable, "-m", "dvc", "queue", "start", "--jobs", "1"], stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, check=True)
+
+
+def wait_for(names: list[str]) -> None:
+    """Wait until none of the experiments is queued or running.
+
+    A worker that died with experiments still waiting (DVC issues #10562 and #8702) is restarted once; if the
+    queue stalls again, one error names the experiment and the worker's log.
+    """
+    restarted, polls_without_worker = False, 0
+    while True:
+        states = queue_states()
+        waiting = [name for name in names if states.get(name) in WAITING]
+        if not waiting:
+            return
+        polls_without_worker = 0 if worker_running() else polls_without_worker + 1
+        if polls_without_worker == DEAD_POLLS and not restarted:
+            print(f"the DVC queue's worker stopped with {len(waiting)} experiments waiting; starting it again",
+                  flush=True)
+            start_worker()
+            restarted, polls_without_worker = True, 0
+        elif polls_without_worker == DEAD_POLLS:
+            logs = " ".join(str(path) for path in sorted(Path().glob(WORKER_LOGS))) or "none found"
+            raise StageError(f"the DVC queue's worker stopped while experiment '{waiting[0]}' was "
+                             f"{states[waiting[0]].lower()} (worker log: {logs}); see `dvc queue status`, stop it "
+                             f"with `dvc queue kill {waiting[0]}`, then run this again: finished runs are kept")
+        time.sleep(POLL_SECONDS)
+
+
+# ----------------------------------------------------------------------------- running the queue
+
+def fingerprint(params: dict, changes: dict) -> str:
+    """What a run's outcome depends on: its params, the committed code of the stages and the data's .dvc files."""
+    committed = command("git", "ls-tree", "-r", "HEAD", "stages", "dvc.yaml") + command("git", "ls-files", "-s",
+                                                                                        "*.dvc")
+    pipeline = {key: value for key, value in with_changes(params, changes).items() if key not in ("study", "ablation")}
+    return hashlib.sha256((json.dumps(pipeline, sort_keys=True) + committed).encode()).hexdigest()
+
+
+def read_failures() -> dict:
+    return json.loads(FAILURES_JSON.read_text()) if FAILURES_JSON.exists() else {}
+
+
+def diverged_before(name: str, key: str, failures: dict) -> bool:
+    return failures.get(name, {}).get("fingerprint") == key
+
+
+def run_queue(runs: dict[str, dict]) -> dict[str, str]:
+    """Run one queued experiment per run (name -> params to set), one at a time, and wait for all of them.
+
+    Returns name -> the experiment's commit, or "diverged" / "failed" for a run that left no experiment.
+    An experiment of the same name from this commit is replaced; the run cache restores it in seconds when
+    nothing it depends on changed. A run already queued or running (by an interrupted run of this command)
+    is waited for, not queued twice.
+    """
+    base = command("git", "rev-parse", "HEAD").strip()
+    params, failures, states = load_params(), read_failures(), queue_states()
+    keys = {name: fingerprint(params, changes) for name, changes in runs.items()}
+    diverged = [name for name in runs if diverged_before(name, keys[name], failures)]
+    if diverged:
+        print(f"kept {len(diverged)} runs that diverged with the same code and params: {', '.join(diverged)}")
+    to_queue = [name for name in runs if name not in diverged and states.get(name) not in WAITING]
+    replaced = [name for name in to_queue if name in finished_experiments(base)]
+    if replaced:
+        dvc("exp", "remove", *replaced)
+    for name in to_queue:
+        dvc("exp", "run", "--queue", "-n", name,
+            *[arg for key, value in runs[name].items() for arg in ("-S", f"{key}={json.dumps(value)}")])
+    waiting = [name for name in runs if name not in diverged]
+    if waiting:
+        print(f"running {len(waiting)} queued experiments (the run cache restores those that ran before): "
+              f"{', '.join(waiting)}", flush=True)
+        start_worker()
+        wait_for(waiting)
+    finished = finished_experiments(base)
+    outcomes = {name: "diverged" for name in diverged}
+    for name in waiting:
+        outcomes[name] = finished.get(name) or failure_kind(name)
+        if outcomes[name] == "diverged":
+            failures[name] = {"changes": runs[name], "fingerprint": keys[name]}
+    write_json(FAILURES_JSON, failures)
+    return outcomes
+
+
+def failure_kind(name: str) -> str:
+    return "diverged" if "training diverged" in dvc("queue", "logs", name, check=False) else "failed"
+
+
+def collect(name: str, outcomes: dict[str, str]) -> dict:
+    """One experiment's results, or why there are none (diverged, failed)."""
+    if outcomes[name] in ("diverged", "failed"):
+        return {"status": outcomes[name]}
+    sha = outcomes[name]
+    history = list(csv.DictReader(io.StringIO(read_at(sha, HISTORY_CSV))))
+    trained = {**json.loads(read_at(sha, TRAIN_METRICS)), **json.loads(read_at(sha, TIMING_METRICS))}
+    return {"status": "ok", "train": trained, "test": json.loads(read_at(sha, EVALUATE_METRICS)),
+            "history": [{key: float(value) for key, value in row.items()} for row in history]}
