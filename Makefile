@@ -13,9 +13,10 @@ pipeline: data
 	dvc metrics show metrics/evaluate.json
 	dvc status
 
-## run the linter and the test suite
+## run the linter and the test suite; every test trains in fp32, or in bf16 with `make test PRECISION=bf16`
+PRECISION ?= fp32
 test: setup lint
-	pytest
+	TEST_PRECISION=$(PRECISION) pytest
 
 setup: $(VENV)/.installed
 

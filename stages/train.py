@@ -8,7 +8,9 @@ with `train.resume: true` an interrupted run continues from there and ends with 
 
 import hashlib
 import json
+import os
 import time
+from pathlib import Path
 
 import torch
 from dvclive import Live
@@ -87,6 +89,10 @@ def save_training_state(epoch: int, model, optimizer, schedule, lookahead, gener
 
 def load_training_state(key: str) -> dict | None:
     """The checkpoint to resume from, or None (with the reason) when there is none that matches."""
+    if not RESUME_FILE.exists() and in_temporary_workspace():
+        raise StageError(f"train.resume is true, but this queued experiment's workspace has no {RESUME_FILE}: a "
+                         f"queued run gets only what Git tracks; queue it with `-C {RESUME_FILE.parent}` (dvc exp "
+                         "run --queue --copy-paths), or resume in the workspace: `dvc exp run -S train.resume=true`")
     if not RESUME_FILE.exists():
         print(f"train.resume: no checkpoint at {RESUME_FILE}; starting from epoch 1", flush=True)
         return None
@@ -100,6 +106,13 @@ def load_training_state(key: str) -> dict | None:
         return None
     print(f"train.resume: continuing after epoch {state['epoch']} from {RESUME_FILE}", flush=True)
     return state
+
+
+def in_temporary_workspace() -> bool:
+    """Whether DVC runs this stage in a queued (or --temp) experiment's own workspace: DVC_ROOT then names the
+    repository the experiment was queued from, not the folder the stage runs in."""
+    root = os.environ.get("DVC_ROOT")
+    return root is not None and Path(root).resolve() != Path.cwd().resolve()
 
 
 def restore(state: dict, model, optimizer, schedule, lookahead, generator) -> None:

@@ -43,12 +43,12 @@ def test_ablation_runs_on_a_real_dvc_queue(tmp_path):
     assert [row["tta"] for row in ablation["tta"]] == ["mirror_translate", "mirror", "none"]
     assert "ablate-random-flip" in dvc("exp", "show", "--no-pager", "--csv", cwd=repo)
 
-    # Run again with one run changed: the unchanged run is kept (resume), the changed one re-runs.
+    # Run again with one run changed: DVC's run cache restores the unchanged run, the changed one trains.
     params["ablation"]["runs"] = {"random-flip": {"train.flip": "none"}}
     write_params(repo, {**params, "data": {**params["data"], "raw": "data/raw/cifar10.tar"}})
-    output = run(["python", "-m", "stages.ablation"], repo)
-    assert "kept 1 runs that already finished with the same params: ablate-reference" in output
-    assert "running 1 queued experiments: ablate-random-flip" in output
+    run(["python", "-m", "stages.ablation"], repo)
+    assert "Stage 'train' is cached - skipping run" in dvc("queue", "logs", "ablate-reference", cwd=repo)
+    assert "Running stage 'train'" in dvc("queue", "logs", "ablate-random-flip", cwd=repo)
     rerun = json.loads((repo / "reports/ablation.json").read_text())
     assert rerun["runs"][0] == ablation["runs"][0]
     assert rerun["runs"][1]["changes"] == {"train.flip": "none"} and rerun["runs"][1]["status"] == "ok"

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from dvc.api import read as read_at_revision
 
-from tests.conftest import dvc, make_dvc_repo, repro_and_commit, run, tiny_params
+from tests.conftest import dvc, make_dvc_repo, repro_and_commit, run, start_paused_train, tiny_params
 
 METRIC_FILES = ["metrics/evaluate.json", "metrics/train/metrics.json", "metrics/timing.json", "metrics/fit.json"]
 HEADLINE = {"metrics/evaluate.json": {"test_acc", "test_loss", "macro_f1"}, "metrics/fit.json": {"verdict"},
@@ -178,3 +178,43 @@ def test_killing_dvc_repro_midway_loses_nothing(tmp_path):
         return {out["path"]: out["md5"] for stage in lock["stages"].values() for out in stage.get("outs", [])
                 if out["path"] != "metrics/timing.json"}
     assert outs(after_kill) == outs(uninterrupted)
+
+
+def test_the_run_cache_restores_an_experiment_that_already_ran(repo, experiments):
+    """The same params as the workspace experiment `rmsprop`, queued from the baseline: every stage is restored
+    from the run cache (not merely found unchanged in dvc.lock), none trains."""
+    run(["git", "checkout", "--", "."], repo)
+    dvc("checkout", "--force", cwd=repo)
+    dvc("exp", "run", "--queue", "-n", "rmsprop-again", "-S", "optimizer=rmsprop", cwd=repo)
+    started = time.monotonic()
+    dvc("exp", "run", "--run-all", cwd=repo)
+    seconds = time.monotonic() - started
+    log = dvc("queue", "logs", "rmsprop-again", cwd=repo)
+    assert "Running stage" not in log
+    for stage in ("train", "evaluate", "plot"):
+        assert f"Stage '{stage}' is cached - skipping run, checking out outputs" in log
+    shown = json.loads(dvc("exp", "show", "--json", cwd=repo))[1]["experiments"]
+    metrics = {exp["name"]: exp["revs"][0]["data"]["metrics"] for exp in shown}
+    assert metrics["rmsprop-again"] == metrics["rmsprop"]  # timing too: restored, not measured again
+    print(f"\nrestored from the run cache in {seconds:.1f} s")
+
+
+def test_resume_in_a_queued_experiment_needs_the_checkpoint_copied_in(repo, experiments):
+    """A queued run starts from what Git tracks: without `-C checkpoints` resume refuses with one line, with it
+    the run continues from the checkpoint to the results of an uninterrupted run. (DVC copies a file only into
+    a folder that exists there, so the folder is what to copy.)"""
+    run(["git", "checkout", "--", "."], repo)
+    dvc("checkout", "--force", cwd=repo)
+    paused = start_paused_train(repo, epoch=2)  # the committed params, killed after epoch 1
+    paused.kill()
+    paused.wait()
+    run(["git", "checkout", "--", "."], repo)  # the killed run's partial history; its checkpoint is not tracked
+    dvc("exp", "run", "--queue", "-n", "resume-missing", "-S", "train.resume=true", cwd=repo)
+    dvc("exp", "run", "--queue", "-n", "resume-copied", "-S", "train.resume=true", "-C", "checkpoints", cwd=repo)
+    dvc("exp", "run", "--run-all", cwd=repo)
+
+    missing = dvc("queue", "logs", "resume-missing", cwd=repo)
+    assert "error: train.resume is true, but this queued experiment's workspace has no checkpoints/train.pt" in missing
+    assert "train.resume: continuing after epoch 1" in dvc("queue", "logs", "resume-copied", cwd=repo)
+    for path in ("plots/train/history.csv", "metrics/train/metrics.json", "metrics/evaluate.json"):
+        assert read_at_revision(path, repo=str(repo), rev="resume-copied") == (repo / path).read_text()

@@ -2,15 +2,21 @@
 
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pytest
+import yaml
 
 from stages.params import StageError
 from stages.study import (check_study, compare, comparison_table, next_lr, paired_comparison, plot_curves,
                           results_table, summary_row, sweep_table)
-from tests.conftest import diverging, dvc, make_dvc_repo, repro_and_commit, run, tiny_params
+from tests.conftest import diverging, dvc, make_dvc_repo, repro_and_commit, run, tiny_params, write_params
 
 
 def finished(test_acc, test_loss=0.9, epochs_to_target=2, gap=-0.01, seconds=10.0):
@@ -135,3 +141,30 @@ def test_bad_study_params_are_named(params):
     params["study"]["changes"] = {"train.epochs": 0}
     with pytest.raises(StageError, match=r"'train.epochs' is 0; allowed: an integer in \[1, 10000\]"):
         check_study(params)
+
+
+def test_a_queue_worker_that_dies_is_restarted_once_then_named(tmp_path):
+    """kill -9 of DVC's queue worker while a run is running: the worker is started again, the run it left stuck as
+    'Running' is named with the worker's log, and after `dvc queue kill` the study runs again to the end."""
+    repo = tiny_study(tmp_path)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["study"].update(optimizers=["adam"], sweep={**params["study"]["sweep"], "max_widenings": 0})
+    write_params(repo, params)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    study = subprocess.Popen([sys.executable, "-m", "stages.study"], cwd=repo, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    worker_pid = repo / ".dvc/tmp/exps/celery/dvc-exp-worker-1.pid"
+    while "Running" not in dvc("queue", "status", cwd=repo) or not worker_pid.exists():
+        assert study.poll() is None, study.communicate()
+        time.sleep(0.2)
+    os.kill(int(worker_pid.read_text()), signal.SIGKILL)
+    stdout, stderr = study.communicate(timeout=600)
+
+    assert study.returncode == 2, stderr
+    assert "the DVC queue's worker stopped with 1 experiments waiting; starting it again" in stdout
+    assert stderr.strip().splitlines()[-1] == (
+        "error: the DVC queue's worker stopped while experiment 'sweep-adam-0p002' was running (worker log: "
+        ".dvc/tmp/exps/celery/dvc-exp-worker-1.out); see `dvc queue status`, stop it with `dvc queue kill "
+        "sweep-adam-0p002`, then run this again: finished runs are kept")
+    dvc("queue", "kill", "sweep-adam-0p002", cwd=repo)
+    assert "wrote reports/optimizers.json" in run(["python", "-m", "stages.study"], repo)
