@@ -5,7 +5,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: pipeline test setup data download lint bench bench-predict ablation study predict readme report soak
+.PHONY: pipeline test test-fast setup data download lint bench bench-predict ablation study predict readme review soak
 
 ## set up, pull the data, run every stage, show the metrics
 pipeline: data
@@ -13,10 +13,14 @@ pipeline: data
 	dvc metrics show metrics/evaluate.json
 	dvc status
 
-## run the linter and the test suite; every test trains in fp32, or in bf16 with `make test PRECISION=bf16`
+## run the linter and the whole test suite; every test trains in fp32, or in bf16 with `make test PRECISION=bf16`
 PRECISION ?= fp32
 test: setup lint
 	TEST_PRECISION=$(PRECISION) pytest
+
+## the unit tests only, for the edit loop: no dvc or git subprocesses, no queue (under two minutes)
+test-fast: setup lint
+	TEST_PRECISION=$(PRECISION) pytest -m "not e2e and not soak"
 
 setup: $(VENV)/.installed
 
@@ -34,46 +38,46 @@ data: setup
 
 ## without the remote: download the official CIFAR-10 release into data/raw/cifar10.tar and track it
 download: setup
-	python -m stages.download --out data/raw/cifar10.tar
+	python -m commands.download --out data/raw/cifar10.tar
 	dvc add data/raw/cifar10.tar
 
 ## measure training speed against the machine's peak, and the pipeline's overheads (bench/results.json)
 bench: pipeline
-	python -m stages.bench
-	python -m stages.readme
+	python -m tools.bench
+	python -m tools.readme
 
 ## images per second of `make predict` on the 10,000 test images as files, against the evaluate stage (bench/predict.json)
 bench-predict: pipeline
-	python -m stages.bench --predict
+	python -m tools.bench --predict
 
 ## what each piece of the training recipe is worth: queued DVC experiments at a shorter budget (reports/ablation.json)
 ablation: pipeline
-	python -m stages.ablation
-	python -m stages.readme
+	python -m experiments.ablation
+	python -m tools.readme
 
 ## the optimizer study: a self-widening lr sweep, then every optimizer over 3 seeds, as queued DVC experiments
 study: pipeline
-	python -m stages.study
-	python -m stages.readme
+	python -m experiments.study
+	python -m tools.readme
 
 ## classify your own images with the trained model: make predict IMAGES="photo.jpg my-folder/ photos.tar" [OUT=table.csv]
 predict: setup
 	@test -n "$(IMAGES)" || { echo 'error: name the images: make predict IMAGES="photo.jpg my-folder/" (files, folders, tar archives)' >&2; exit 2; }
-	python -m stages.predict $(IMAGES) $(if $(OUT),--out $(OUT))
+	python -m commands.predict $(IMAGES) $(if $(OUT),--out $(OUT))
 
 ## a Markdown review of two revisions or experiments (params, metrics, fit, figures): review/report.md
 OLD ?= main
 NEW ?= workspace
-report: setup
-	python -m stages.report $(OLD) $(NEW)
+review: setup
+	python -m commands.review $(OLD) $(NEW)
 
 ## rewrite the README's generated tables from metrics/ and bench/
 readme: setup
-	python -m stages.readme
+	python -m tools.readme
 
 ## 20 experiments in a row on tiny data, then exp remove, exp remove -A and gc -w: workspace and cache stay consistent
 soak: setup
 	pytest -m soak -s -q
 
 lint: setup
-	ruff check stages tests
+	ruff check .

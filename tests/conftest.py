@@ -14,6 +14,10 @@ import pytest
 import yaml
 from PIL import Image
 
+from classifier.gitdvc import run_command
+from stages import evaluate, prepare, train
+from tools.scratch import copy_code
+
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ["circle", "cross", "square"]
 
@@ -85,6 +89,30 @@ def workdir(tmp_path, monkeypatch, image_folder) -> Path:
     return tmp_path
 
 
+@pytest.fixture(scope="session")
+def trained_once(tmp_path_factory, image_folder) -> Path:
+    """A working directory with the tiny data prepared, a model trained on it and evaluated; made once."""
+    root = tmp_path_factory.mktemp("trained")
+    shutil.copytree(image_folder, root / "data/raw/cifar10")
+    write_params(root, tiny_params())
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        for stage in (prepare, train, evaluate):
+            stage.main()
+    finally:
+        os.chdir(cwd)
+    return root
+
+
+@pytest.fixture
+def trained(trained_once, tmp_path, monkeypatch) -> Path:
+    """A copy of trained_once to change at will, as the working directory."""
+    shutil.copytree(trained_once, tmp_path, dirs_exist_ok=True)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
 @pytest.fixture
 def params() -> dict:
     return copy.deepcopy(tiny_params())
@@ -106,18 +134,18 @@ def start_python(workdir: Path, args: list[str], **popen_args) -> subprocess.Pop
 # of a run, whatever the load on the machine, instead of racing it.
 PAUSED_TRAIN = """
 import sys, time
+from classifier.cli import run_main
 from stages import train
-from stages.params import run_stage
-pause_at, one_epoch = int(sys.argv[1]), train.train_one_epoch
+pause_at, train_epoch = int(sys.argv[1]), train.train_epoch
 
-def pausing(*args, desc, **kwargs):
-    if desc.startswith(f"epoch {pause_at}/"):
+def pausing(run, epoch, *args):
+    if epoch + 1 == pause_at:
         print("paused", flush=True)
         time.sleep(600)
-    return one_epoch(*args, desc=desc, **kwargs)
+    return train_epoch(run, epoch, *args)
 
-train.train_one_epoch = pausing
-run_stage(train.main)
+train.train_epoch = pausing
+run_main(train.main)
 """
 
 
@@ -137,13 +165,15 @@ def start_paused_train(workdir: Path, epoch: int, sigint_ignored: bool = False) 
 
 # ----------------------------------------------------------------------------- a throwaway Git + DVC repository
 
+# The stages call `python`: this interpreter's environment comes first on PATH. Commits need an author.
+ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
+       "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com", "GIT_COMMITTER_NAME": "test",
+       "GIT_COMMITTER_EMAIL": "test@example.com"}
+
+
 def run(args: list[str], cwd: Path) -> str:
-    """Run a command with this interpreter's environment first on PATH (the stages call `python`)."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
-           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    """Run a command as a user would in that folder; its output, stdout and stderr together."""
+    result = run_command(args, cwd=cwd, env=ENV)
     return result.stdout + result.stderr
 
 
@@ -153,10 +183,7 @@ def dvc(*args: str, cwd: Path) -> str:
 
 def make_dvc_repo(repo: Path, params: dict) -> Path:
     """A committed copy of the repository's code whose data is a tiny tar archive tracked by DVC."""
-    shutil.copytree(REPO / "stages", repo / "stages", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", ".gitignore", "data/raw/.gitignore"):
-        (repo / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(REPO / name, repo / name)
+    copy_code(repo)
     write_params(repo, {**params, "data": {**params["data"], "raw": "data/raw/cifar10.tar"}})
     folder = make_image_folder(repo / "images/cifar10", {"train": 10, "test": 4})
     make_archive(folder, repo / "data/raw/cifar10.tar")

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from stages.ablation import check_ablation
-from stages.params import StageError
-from stages.experiments import with_changes
+from classifier.cli import UserError
+from experiments.ablation import check_ablation
+from experiments.dvc_queue import with_changes
 from tests.conftest import dvc, make_dvc_repo, repro_and_commit, run, tiny_params, write_params
 
 
@@ -18,13 +18,14 @@ def test_with_changes_sets_dotted_keys_on_a_copy(params):
 
 def test_a_misspelt_or_invalid_run_is_refused_before_any_training(params):
     params["ablation"] = {"reference": {"train.epochs": 1}, "runs": {"typo": {"train.epoch": 3}}}
-    with pytest.raises(StageError, match="'train.epoch' is missing"):
+    with pytest.raises(UserError, match="'train.epoch' is missing"):
         check_ablation(params)
     params["ablation"]["runs"] = {"bad": {"train.flip": "sometimes"}}
-    with pytest.raises(StageError, match="'train.flip' is 'sometimes'; allowed: alternating | random | none"):
+    with pytest.raises(UserError, match="'train.flip' is 'sometimes'; allowed: alternating | random | none"):
         check_ablation(params)
 
 
+@pytest.mark.e2e
 def test_ablation_runs_on_a_real_dvc_queue(tmp_path):
     params = tiny_params()
     params["train"].update(epochs=1, batch_size=8)
@@ -33,7 +34,7 @@ def test_ablation_runs_on_a_real_dvc_queue(tmp_path):
     repo = make_dvc_repo(tmp_path / "repo", params)
     repro_and_commit(repo)
 
-    output = run(["python", "-m", "stages.ablation"], repo)
+    output = run(["python", "-m", "experiments.ablation"], repo)
     assert "wrote reports/ablation.json" in output
     ablation = json.loads((repo / "reports/ablation.json").read_text())
     assert [row["name"] for row in ablation["runs"]] == ["reference", "random-flip"]
@@ -46,7 +47,7 @@ def test_ablation_runs_on_a_real_dvc_queue(tmp_path):
     # Run again with one run changed: DVC's run cache restores the unchanged run, the changed one trains.
     params["ablation"]["runs"] = {"random-flip": {"train.flip": "none"}}
     write_params(repo, {**params, "data": {**params["data"], "raw": "data/raw/cifar10.tar"}})
-    run(["python", "-m", "stages.ablation"], repo)
+    run(["python", "-m", "experiments.ablation"], repo)
     assert "Stage 'train' is cached - skipping run" in dvc("queue", "logs", "ablate-reference", cwd=repo)
     assert "Running stage 'train'" in dvc("queue", "logs", "ablate-random-flip", cwd=repo)
     rerun = json.loads((repo / "reports/ablation.json").read_text())

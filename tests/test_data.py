@@ -8,9 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from stages.data import (decode_images, flip_where, load_split, read_dataset, read_raw, save_split, scale_pixels,
-                         stratified_split, translate)
-from stages.params import StageError
+from classifier.augment import flip_where, translate
+from classifier.cli import UserError
+from classifier.data import decode_images, read_dataset, read_raw, stratified_split
+from classifier.inputs import scale_pixels
+from classifier.prepared import load_split, save_split
 from tests.conftest import CLASSES, make_archive, make_image_folder
 
 
@@ -48,14 +50,14 @@ def test_parallel_decoding_keeps_file_order(image_folder):
 
 def test_missing_split_is_an_error(tmp_path):
     make_image_folder(tmp_path / "data", {"train": 2})
-    with pytest.raises(StageError, match="holds no test/<class>/<image> files"):
+    with pytest.raises(UserError, match="holds no test/<class>/<image> files"):
         read_dataset(tmp_path / "data")
 
 
 def test_classes_must_match_across_splits(image_folder, tmp_path):
     root = make_image_folder(tmp_path / "data", {"train": 2, "test": 1})
     (root / "test/circle").rename(root / "test/oval")
-    with pytest.raises(StageError, match="train and test have different class folders"):
+    with pytest.raises(UserError, match="train and test have different class folders"):
         read_dataset(root)
 
 
@@ -68,7 +70,7 @@ def test_every_unreadable_image_is_counted_and_the_first_named(tmp_path):
     jpeg = root / "train/circle/0000.jpg"
     Image.open(root / "train/circle/0000.png").save(jpeg)
     jpeg.write_bytes(jpeg.read_bytes()[:200])
-    with pytest.raises(StageError, match=r"^4 files are not readable images \(empty, corrupt, truncated or not images "
+    with pytest.raises(UserError, match=r"^4 files are not readable images \(empty, corrupt, truncated or not images "
                                          r"despite their suffix\): train/circle/0000.jpg, train/cross/0001.png, "
                                          r"train/square/0000.png and 1 more; remove or replace them"):
         read_dataset(root)
@@ -95,7 +97,7 @@ def test_empty_class_folder_is_an_error(tmp_path):
     root = make_image_folder(tmp_path / "data", {"train": 2, "test": 1})
     (root / "train/oval").mkdir()
     (root / "test/oval").mkdir()
-    with pytest.raises(StageError, match=r"2 class folders hold no images \(train/oval, test/oval\)"):
+    with pytest.raises(UserError, match=r"2 class folders hold no images \(train/oval, test/oval\)"):
         read_dataset(root)
 
 
@@ -104,7 +106,7 @@ def test_one_class_is_not_a_classification_task(tmp_path):
     for split in ("train", "test"):
         for name in ("cross", "square"):
             shutil.rmtree(root / split / name)
-    with pytest.raises(StageError, match="has one class \\(circle\\); a classifier needs at least two"):
+    with pytest.raises(UserError, match="has one class \\(circle\\); a classifier needs at least two"):
         read_dataset(root)
 
 
@@ -121,13 +123,13 @@ def test_images_of_different_sizes_are_named(tmp_path):
     make_image_folder(tmp_path / "b", {"train": 2}, size=8)
     files = [(f"{top}/{entry.path}", entry.contents) for top in "ab" for entry in read_raw(tmp_path / top)
              if entry.contents]
-    with pytest.raises(StageError, match="images differ in size: a/.* is 16x16, b/.* is 8x8"):
+    with pytest.raises(UserError, match="images differ in size: a/.* is 16x16, b/.* is 8x8"):
         decode_images(files, workers=2)
 
 
 def test_neither_folder_nor_archive_is_an_error(tmp_path):
     (tmp_path / "data.zip").write_bytes(b"PK")
-    with pytest.raises(StageError, match="'data.raw' is '.*data.zip', which is neither an image folder nor a tar "
+    with pytest.raises(UserError, match="'data.raw' is '.*data.zip', which is neither an image folder nor a tar "
                                          r"archive \(uncompressed, or compressed with gzip, bzip2 or xz\)"):
         read_raw(tmp_path / "data.zip")
 
@@ -152,7 +154,7 @@ def test_split_roundtrip_and_scaling(tmp_path):
 
 
 def test_load_split_missing_says_run_prepare(tmp_path):
-    with pytest.raises(StageError, match="run the prepare stage first"):
+    with pytest.raises(UserError, match="run the prepare stage first"):
         load_split("train", prepared_dir=tmp_path)
 
 
@@ -179,7 +181,7 @@ def test_translate_shifts_within_bounds_and_reflects():
 
 
 def test_a_split_too_small_for_a_validation_image_per_class_is_an_error():
-    with pytest.raises(StageError, match=r"'data.val_fraction' 0.2 leaves class 'cat' \(2 images\) with an empty"):
+    with pytest.raises(UserError, match=r"'data.val_fraction' 0.2 leaves class 'cat' \(2 images\) with an empty"):
         stratified_split(np.repeat(np.arange(3), 2), 0.2, seed=0, class_names=["cat", "dog", "frog"])
 
 
@@ -188,7 +190,7 @@ def test_a_split_too_small_for_a_validation_image_per_class_is_an_error():
 def test_an_empty_image_file_is_named_not_a_traceback(tmp_path):
     root = make_image_folder(tmp_path / "data", {"train": 2, "test": 1})
     (root / "train/cross/0001.png").write_bytes(b"")
-    with pytest.raises(StageError, match=r"^1 files are not readable images \(empty, corrupt, truncated or not "
+    with pytest.raises(UserError, match=r"^1 files are not readable images \(empty, corrupt, truncated or not "
                                          r"images despite their suffix\): train/cross/0001.png; remove or replace"):
         read_dataset(root)
 
@@ -217,7 +219,7 @@ def test_a_broken_link_and_a_pipe_are_named(tmp_path):
     root = make_image_folder(tmp_path / "data", {"train": 2, "test": 1})
     (root / "train/circle/0005.png").symlink_to(tmp_path / "nowhere.png")
     os.mkfifo(root / "train/cross/0005.png")  # opening it would block forever
-    with pytest.raises(StageError, match=r"2 entries cannot be read: train/circle/0005.png \(a broken link\), "
+    with pytest.raises(UserError, match=r"2 entries cannot be read: train/circle/0005.png \(a broken link\), "
                                          r"train/cross/0005.png \(not a regular file\); remove them"):
         read_raw(root)
 
@@ -246,7 +248,7 @@ def test_archive_links_inside_it_are_read_and_members_that_climb_out_are_refused
         add_member(tar, "cifar10/../../escaped.png", png)
         add_member(tar, "cifar10/train/circle/out.png", type=tarfile.SYMTYPE, linkname="/etc/passwd")
         add_member(tar, "cifar10/test/circle/fifo.png", type=tarfile.FIFOTYPE)
-    with pytest.raises(StageError, match=r"cifar10.tar: 3 entries cannot be read: cifar10/\.\./\.\./escaped.png \(its "
+    with pytest.raises(UserError, match=r"cifar10.tar: 3 entries cannot be read: cifar10/\.\./\.\./escaped.png \(its "
                                          r"path climbs out of the archive\), cifar10/test/circle/fifo.png \(a device "
                                          r"or pipe, not a file\), cifar10/train/circle/out.png \(a link to an absolute "
                                          r"path\); remove them"):

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages.data import decode_images, group_by_split, read_raw
-from stages.download import BATCHES, ChecksumError, convert_release
+from classifier.data import decode_images, group_by_split, read_raw
+from commands.download import BATCHES, ChecksumError, convert_release
 
 CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 

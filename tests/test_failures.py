@@ -76,13 +76,6 @@ def test_a_model_too_deep_for_the_image_size(tmp_path, monkeypatch, params):
 
 # ----------------------------------------------------------------------------- the model file
 
-@pytest.fixture
-def trained(workdir):
-    prepare.main()
-    train.main()
-    return workdir
-
-
 class Payload:
     def __reduce__(self):
         return (os.system, ("touch pwned",))
@@ -182,6 +175,7 @@ def test_resume_ignores_a_checkpoint_of_other_params(workdir):
 
 # ----------------------------------------------------------------------------- the data remote
 
+@pytest.mark.e2e
 def test_an_unreachable_remote_says_how_to_get_the_data(tmp_path, params):
     repo = make_dvc_repo(tmp_path / "repo", params)
     shutil.copy(REPO / "Makefile", repo / "Makefile")

@@ -1,6 +1,6 @@
 import torch
 
-from stages.models import FastCNN, SeedCNN, build_model, init_whitening, load_checkpoint, save_checkpoint
+from classifier.models import FastCNN, SeedCNN, build_model, init_whitening, load_checkpoint, save_checkpoint
 
 
 def test_both_architectures_give_one_logit_per_class(params):

@@ -3,7 +3,8 @@ import sys
 
 import pytest
 
-from stages.params import StageError, check_data, check_eval, check_plot, check_train, get
+from classifier.cli import UserError
+from classifier.params import check_data, check_eval, check_plot, check_train, get
 from tests.conftest import REPO, write_params
 
 
@@ -16,7 +17,7 @@ def test_repository_params_are_valid(workdir, params):
 
 def test_bad_test_time_views_are_named(params):
     params["evaluate"]["tta"] = "flip"
-    with pytest.raises(StageError, match="'evaluate.tta' is 'flip'; allowed: mirror_translate | mirror | none"):
+    with pytest.raises(UserError, match="'evaluate.tta' is 'flip'; allowed: mirror_translate | mirror | none"):
         check_eval(params)
 
 
@@ -42,7 +43,7 @@ def test_bad_train_params_are_named(params, key, value, message):
     for part in parents:
         section = section[part]
     section[last] = value
-    with pytest.raises(StageError, match=None) as error:
+    with pytest.raises(UserError, match=None) as error:
         check_train(params)
     assert message in str(error.value)
 
@@ -50,19 +51,19 @@ def test_bad_train_params_are_named(params, key, value, message):
 @pytest.mark.parametrize("fraction", [0, 1, 1.5, -0.2, "half"])
 def test_val_fraction_outside_open_interval_is_refused(workdir, params, fraction):
     params["data"]["val_fraction"] = fraction
-    with pytest.raises(StageError, match=r"'data.val_fraction' is .*; allowed: a number in \(0, 1\)"):
+    with pytest.raises(UserError, match=r"'data.val_fraction' is .*; allowed: a number in \(0, 1\)"):
         check_data(params)
 
 
 def test_missing_data_folder_says_how_to_get_it(workdir, params):
     params["data"]["raw"] = "data/raw/nowhere.tar"
-    with pytest.raises(StageError, match=r"'data.raw' is 'data/raw/nowhere.tar', which does not exist.*make data"):
+    with pytest.raises(UserError, match=r"'data.raw' is 'data/raw/nowhere.tar', which does not exist.*make data"):
         check_data(params)
 
 
 def test_missing_key_is_named(params):
     del params["train"]["label_smoothing"]
-    with pytest.raises(StageError, match="'train.label_smoothing' is missing"):
+    with pytest.raises(UserError, match="'train.label_smoothing' is missing"):
         get(params, "train.label_smoothing")
 
 

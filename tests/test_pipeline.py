@@ -22,6 +22,8 @@ from dvc.api import read as read_at_revision
 
 from tests.conftest import dvc, make_dvc_repo, repro_and_commit, run, start_paused_train, tiny_params
 
+pytestmark = pytest.mark.e2e
+
 METRIC_FILES = ["metrics/evaluate.json", "metrics/train/metrics.json", "metrics/timing.json", "metrics/fit.json"]
 HEADLINE = {"metrics/evaluate.json": {"test_acc", "test_loss", "macro_f1"}, "metrics/fit.json": {"verdict"},
             "metrics/train/metrics.json": {"best_val_acc", "train_pflop"}}
@@ -100,7 +102,7 @@ def test_plots_show_draws_exactly_the_intended_charts_with_titles(repo, experime
 
 
 def test_report_has_both_diffs_the_verdicts_and_figures_that_exist(repo, experiments):
-    run(["python", "-m", "stages.report", "rmsprop", "three-epochs", "--out", "review"], repo)
+    run(["python", "-m", "commands.review", "rmsprop", "three-epochs", "--out", "review"], repo)
     report = (repo / "review/report.md").read_text()
     assert re.search(r"\| params.yaml +\| optimizer +\| rmsprop +\| nesterov", report)
     assert re.search(r"\| metrics/evaluate.json +\| test_acc ", report)
@@ -125,14 +127,14 @@ def test_predict_uses_an_experiments_model_without_checking_it_out(repo, experim
     with tarfile.open(repo / "data/raw/cifar10.tar") as archive:
         archive.extractall(tmp_path, members=[m for m in archive if "/test/" in m.name], filter="data")
     before = run(["git", "status", "--porcelain"], repo)
-    run(["python", "-m", "stages.predict", str(tmp_path / "cifar10/test"), "--rev", "three-epochs",
+    run(["python", "-m", "commands.predict", str(tmp_path / "cifar10/test"), "--rev", "three-epochs",
          "--out", str(tmp_path / "predicted.csv")], repo)
     predicted = [row["class"] for row in csv.DictReader(open(tmp_path / "predicted.csv"))]
     confusion = read_at_revision("plots/evaluate/confusion.csv", repo=str(repo), rev="three-epochs")
     evaluated = [row["predicted"] for row in csv.DictReader(io.StringIO(confusion))]
     assert predicted == evaluated and len(predicted) == 12
     assert run(["git", "status", "--porcelain"], repo) == before  # the workspace is untouched
-    failed = subprocess.run([sys.executable, "-m", "stages.predict", str(tmp_path), "--rev", "no-such-exp"],
+    failed = subprocess.run([sys.executable, "-m", "commands.predict", str(tmp_path), "--rev", "no-such-exp"],
                             cwd=repo, capture_output=True, text=True)
     assert failed.returncode == 2 and "error: cannot read models/model.pt of revision no-such-exp" in failed.stderr
 

@@ -1,10 +1,9 @@
-"""stages.predict on tiny generated images with a tiny trained model: inputs, conversions, outputs, errors."""
+"""commands.predict on tiny generated images with a tiny trained model: inputs, conversions, outputs, errors."""
 
 import csv
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -14,36 +13,20 @@ import pytest
 import torch
 from PIL import Image
 
-from stages import evaluate, predict, prepare, train
-from stages.params import StageError
-from tests.conftest import CLASSES, REPO, tiny_params, write_params
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, image_folder):
-    """A working directory with tiny data, a model trained on it and the evaluate stage's outputs."""
-    root = tmp_path_factory.mktemp("trained")
-    shutil.copytree(image_folder, root / "data/raw/cifar10")
-    write_params(root, tiny_params())
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        for stage in (prepare, train, evaluate):
-            stage.main()
-    finally:
-        os.chdir(cwd)
-    return root
+from classifier.cli import UserError
+from commands import predict
+from tests.conftest import CLASSES, REPO
 
 
 @pytest.fixture
-def workdir(trained, monkeypatch):
-    monkeypatch.chdir(trained)
+def workdir(trained):
+    """The working directory of a tiny trained and evaluated model (a copy, made for each test)."""
     return trained
 
 
 def run_predict(args: list[str], cwd) -> subprocess.CompletedProcess:
-    """`python -m stages.predict ARGS` as a user runs it: exit code, stdout and stderr."""
-    return subprocess.run([sys.executable, "-m", "stages.predict", *args], cwd=cwd, capture_output=True, text=True,
+    """`python -m commands.predict ARGS` as a user runs it: exit code, stdout and stderr."""
+    return subprocess.run([sys.executable, "-m", "commands.predict", *args], cwd=cwd, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
@@ -101,11 +84,11 @@ def test_probabilities_match_the_model_and_the_top_three_are_ordered():
 
 
 def test_a_missing_or_foreign_model_says_how_to_get_one(workdir, tmp_path):
-    with pytest.raises(StageError, match=r"nowhere.pt not found; retrain it with `dvc repro train` \(or fetch the "
+    with pytest.raises(UserError, match=r"nowhere.pt not found; retrain it with `dvc repro train` \(or fetch the "
                                          r"committed one with `dvc pull`\)"):
         predict.main(["data/raw/cifar10/test", "--model", str(tmp_path / "nowhere.pt")])
     torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pt")
-    with pytest.raises(StageError, match="foreign.pt is not a checkpoint of this project; retrain it"):
+    with pytest.raises(UserError, match="foreign.pt is not a checkpoint of this project; retrain it"):
         predict.main(["data/raw/cifar10/test", "--model", str(tmp_path / "foreign.pt")])
 
 

@@ -23,6 +23,7 @@ def tracked_files() -> list:
     return [REPO / name for name in listed.stdout.split("\0") if name and (REPO / name).is_file()]
 
 
+@pytest.mark.e2e
 def test_tracked_files_hold_no_secrets_or_absolute_paths():
     found = []
     for path in tracked_files():

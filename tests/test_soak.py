@@ -21,6 +21,7 @@ def soak_params(index: int) -> list[str]:
 
 
 @pytest.mark.soak
+@pytest.mark.e2e
 def test_soak(tmp_path):
     params = tiny_params()
     params["train"].update(epochs=1, batch_size=8)

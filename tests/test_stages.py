@@ -7,10 +7,11 @@ import time
 import numpy as np
 import pytest
 
+from classifier.figures import split_shapes
+from classifier.fit import diagnose_fit, read_history
+from classifier.prepared import load_split
+from classifier.training import TrainingDiverged
 from stages import evaluate, plot, prepare, train
-from stages.data import load_split
-from stages.plot import diagnose_fit
-from stages.training import TrainingDiverged
 from tests.conftest import CLASSES, diverging, start_stage, write_params
 
 
@@ -65,10 +66,10 @@ def test_full_stage_chain_writes_every_output(workdir, params, arch):
     correct = sum(row["actual"] == row["predicted"] for row in confusion)
     assert correct / 30 == pytest.approx(evaluated["test_acc"], abs=1e-4)
 
-    fit = diagnose_fit(plot.read_history(), params["plot"]["overfit_gap"], params["plot"]["underfit_accuracy"])
+    fit = diagnose_fit(read_history(), params["plot"]["overfit_gap"], params["plot"]["underfit_accuracy"])
     assert read_json(workdir / "metrics/fit.json") == {"verdict": fit["verdict"]}
     splits = {name: load_split(name)[:2] for name in ("train", "val", "test")}
-    assert plot.split_shapes(splits) == "train 96, val 24, test 30 images of 16x16x3"
+    assert split_shapes(splits) == "train 96, val 24, test 30 images of 16x16x3"
     for png in ("plots/data/samples.png", "plots/train/curves.png", "plots/evaluate/confusion.png",
                 "plots/evaluate/misclassified.png"):
         assert (workdir / png).stat().st_size > 1000

@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt
 import pytest
 import yaml
 
-from stages.params import StageError
-from stages.study import (check_study, compare, comparison_table, next_lr, paired_comparison, plot_curves,
+from classifier.cli import UserError
+from experiments.study import (check_study, compare, comparison_table, next_lr, paired_comparison, plot_curves,
                           results_table, summary_row, sweep_table)
 from tests.conftest import diverging, dvc, make_dvc_repo, repro_and_commit, run, tiny_params, write_params
 
@@ -99,9 +99,10 @@ def queue_logs(repo: Path, names) -> dict[str, str]:
     return {name: dvc("queue", "logs", name, cwd=repo) for name in names}
 
 
+@pytest.mark.e2e
 def test_study_runs_on_a_real_dvc_queue_and_trains_nothing_twice(tmp_path):
     repo = tiny_study(tmp_path)
-    output = run(["python", "-m", "stages.study"], repo)
+    output = run(["python", "-m", "experiments.study"], repo)
     assert "wrote reports/optimizers.json" in output
 
     study = json.loads((repo / "reports/optimizers.json").read_text())
@@ -126,7 +127,7 @@ def test_study_runs_on_a_real_dvc_queue_and_trains_nothing_twice(tmp_path):
     (repo / "README.md").write_text("a README-only change\n")
     run(["git", "add", "README.md"], repo)
     run(["git", "commit", "-q", "-m", "README only"], repo)
-    again = run(["python", "-m", "stages.study"], repo)
+    again = run(["python", "-m", "experiments.study"], repo)
     assert "kept 1 runs that diverged with the same code and params: sweep-sgd-1000" in again
     for name, log in queue_logs(repo, names).items():
         assert "Stage 'train' is cached - skipping run" in log and "Running stage" not in log, name
@@ -134,15 +135,16 @@ def test_study_runs_on_a_real_dvc_queue_and_trains_nothing_twice(tmp_path):
 
 
 def test_bad_study_params_are_named(params):
-    with pytest.raises(StageError, match=r"'study.optimizers' is \['sgd', 'adamax'\]; allowed: a list of sgd"):
+    with pytest.raises(UserError, match=r"'study.optimizers' is \['sgd', 'adamax'\]; allowed: a list of sgd"):
         check_study({**params, "study": {**params["study"], "optimizers": ["sgd", "adamax"]}})
-    with pytest.raises(StageError, match=r"'study.seeds' is \[0\]; allowed: a list of at least 2 different"):
+    with pytest.raises(UserError, match=r"'study.seeds' is \[0\]; allowed: a list of at least 2 different"):
         check_study({**params, "study": {**params["study"], "seeds": [0]}})
     params["study"]["changes"] = {"train.epochs": 0}
-    with pytest.raises(StageError, match=r"'train.epochs' is 0; allowed: an integer in \[1, 10000\]"):
+    with pytest.raises(UserError, match=r"'train.epochs' is 0; allowed: an integer in \[1, 10000\]"):
         check_study(params)
 
 
+@pytest.mark.e2e
 def test_a_queue_worker_that_dies_is_restarted_once_then_named(tmp_path):
     """kill -9 of DVC's queue worker while a run is running: the worker is started again, the run it left stuck as
     'Running' is named with the worker's log, and after `dvc queue kill` the study runs again to the end."""
@@ -151,7 +153,7 @@ def test_a_queue_worker_that_dies_is_restarted_once_then_named(tmp_path):
     params["study"].update(optimizers=["adam"], sweep={**params["study"]["sweep"], "max_widenings": 0})
     write_params(repo, params)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    study = subprocess.Popen([sys.executable, "-m", "stages.study"], cwd=repo, env=env, text=True,
+    study = subprocess.Popen([sys.executable, "-m", "experiments.study"], cwd=repo, env=env, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     worker_pid = repo / ".dvc/tmp/exps/celery/dvc-exp-worker-1.pid"
     while "Running" not in dvc("queue", "status", cwd=repo) or not worker_pid.exists():
@@ -167,4 +169,4 @@ def test_a_queue_worker_that_dies_is_restarted_once_then_named(tmp_path):
         ".dvc/tmp/exps/celery/dvc-exp-worker-1.out); see `dvc queue status`, stop it with `dvc queue kill "
         "sweep-adam-0p002`, then run this again: finished runs are kept")
     dvc("queue", "kill", "sweep-adam-0p002", cwd=repo)
-    assert "wrote reports/optimizers.json" in run(["python", "-m", "stages.study"], repo)
+    assert "wrote reports/optimizers.json" in run(["python", "-m", "experiments.study"], repo)

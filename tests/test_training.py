@@ -1,12 +1,16 @@
-"""The recipe's pieces in stages/training.py, each on tiny tensors."""
+"""The recipe's pieces (optimizer, schedule, lookahead, augmentation, FLOP count, test-time views, precision),
+each on tiny tensors."""
 
 import pytest
 import torch
 from torch import nn
 
-from stages.models import build_model
-from stages.training import (Lookahead, build_optimizer, build_schedule, predict, resolve_precision,
-                             training_batches, training_flops_per_image)
+from classifier.models import build_model
+from classifier.augment import training_batches
+from classifier.device import resolve_precision
+from classifier.evaluation import predict_logits
+from classifier.optim import Lookahead, build_optimizer, build_schedule
+from classifier.training import training_flops_per_image
 
 
 def test_batch_norm_biases_get_their_own_lr_and_decay(params):
@@ -93,10 +97,10 @@ def test_six_view_tta_weights_the_unshifted_pair_as_much_as_the_four_shifted_vie
     with torch.no_grad():
         views = [x, padded[..., :16, :16], padded[..., 2:, 2:]]
         mirrored = [(model(v) + model(v.flip(-1))) / 2 for v in views]
-    assert torch.allclose(predict(*args, tta="none"), model(x), atol=1e-5)
-    assert torch.allclose(predict(*args, tta="mirror"), mirrored[0], atol=1e-5)
+    assert torch.allclose(predict_logits(*args, tta="none"), model(x), atol=1e-5)
+    assert torch.allclose(predict_logits(*args, tta="mirror"), mirrored[0], atol=1e-5)
     expected = mirrored[0] / 2 + (mirrored[1] + mirrored[2]) / 4
-    assert torch.allclose(predict(*args, tta="mirror_translate"), expected, atol=1e-5)
+    assert torch.allclose(predict_logits(*args, tta="mirror_translate"), expected, atol=1e-5)
 
 
 def test_precision_auto_is_bf16_only_where_the_cpu_computes_it():

@@ -19,29 +19,18 @@ import sys
 import time
 from pathlib import Path
 
-from stages.outputs import EVALUATE_METRICS, HISTORY_CSV, TIMING_METRICS, TRAIN_METRICS, write_json
-from stages.params import StageError, get, load_params
+from classifier.cli import UserError
+from classifier.fit import parse_history
+from classifier.gitdvc import dvc, git, read_at
+from classifier.outputs import EVALUATE_METRICS, HISTORY_CSV, TIMING_METRICS, TRAIN_METRICS, write_json
+from classifier.params import get, load_params
 
 FAILURES_JSON = Path("checkpoints/queue-failures.json")
 WORKER_LOGS = ".dvc/tmp/exps/celery/*.out"  # where `dvc queue logs` itself points when a worker failed
 POLL_SECONDS = 5
 DEAD_POLLS = 3  # polls in a row without a worker before the worker counts as gone (a starting one shows none)
 WAITING = ("Queued", "Running")
-
-
-def command(*args: str, check: bool = True) -> str:
-    result = subprocess.run(args, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise StageError(f"`{' '.join(args)}` failed: {(result.stderr or result.stdout).strip()[-500:]}")
-    return result.stdout + result.stderr
-
-
-def dvc(*args: str, check: bool = True) -> str:
-    return command(sys.executable, "-m", "dvc", *args, check=check)
-
-
-def read_at(sha: str, path) -> str:
-    return command("git", "show", f"{sha}:{path}")
+CODE_FOLDERS = ("stages", "classifier")  # what the stages run: a diverged run's record holds while they stay
 
 
 def with_changes(params: dict, changes: dict) -> dict:
@@ -64,7 +53,7 @@ def queue_states() -> dict[str, str]:
     last column is the state and second the name). A name queued more than once keeps its liveliest state."""
     rank = {"Failed": 0, "Success": 1, "Queued": 2, "Running": 3}
     states: dict[str, str] = {}
-    for row in (line.split() for line in dvc("queue", "status").splitlines()[1:]):
+    for row in (line.split() for line in dvc("queue", "status").stdout.splitlines()[1:]):
         if len(row) >= 4 and row[-1] in rank and rank[row[-1]] >= rank[states.get(row[1], "Failed")]:
             states[row[1]] = row[-1]
     return states
@@ -92,7 +81,7 @@ def finished_in(rows: list[dict]) -> dict[str, str]:
 
 def worker_running() -> bool:
     """Whether a queue worker is alive, active or idle (`dvc queue status` ends with its count)."""
-    lines = [line for line in dvc("queue", "status").splitlines() if line.startswith("Worker status:")]
+    lines = [line for line in dvc("queue", "status").stdout.splitlines() if line.startswith("Worker status:")]
     return bool(lines) and lines[-1] != "Worker status: 0 active, 0 idle"
 
 
@@ -123,7 +112,7 @@ def wait_for(names: list[str]) -> None:
             restarted, polls_without_worker = True, 0
         elif polls_without_worker == DEAD_POLLS:
             logs = " ".join(str(path) for path in sorted(Path().glob(WORKER_LOGS))) or "none found"
-            raise StageError(f"the DVC queue's worker stopped while experiment '{waiting[0]}' was "
+            raise UserError(f"the DVC queue's worker stopped while experiment '{waiting[0]}' was "
                              f"{states[waiting[0]].lower()} (worker log: {logs}); see `dvc queue status`, stop it "
                              f"with `dvc queue kill {waiting[0]}`, then run this again: finished runs are kept")
         time.sleep(POLL_SECONDS)
@@ -133,8 +122,7 @@ def wait_for(names: list[str]) -> None:
 
 def fingerprint(params: dict, changes: dict) -> str:
     """What a run's outcome depends on: its params, the committed code of the stages and the data's .dvc files."""
-    committed = command("git", "ls-tree", "-r", "HEAD", "stages", "dvc.yaml") + command("git", "ls-files", "-s",
-                                                                                        "*.dvc")
+    committed = git("ls-tree", "-r", "HEAD", *CODE_FOLDERS, "dvc.yaml").stdout + git("ls-files", "-s", "*.dvc").stdout
     pipeline = {key: value for key, value in with_changes(params, changes).items() if key not in ("study", "ablation")}
     return hashlib.sha256((json.dumps(pipeline, sort_keys=True) + committed).encode()).hexdigest()
 
@@ -155,7 +143,7 @@ def run_queue(runs: dict[str, dict]) -> dict[str, str]:
     nothing it depends on changed. A run already queued or running (by an interrupted run of this command)
     is waited for, not queued twice.
     """
-    base = command("git", "rev-parse", "HEAD").strip()
+    base = git("rev-parse", "HEAD").stdout.strip()
     params, failures, states = load_params(), read_failures(), queue_states()
     keys = {name: fingerprint(params, changes) for name, changes in runs.items()}
     diverged = [name for name in runs if diverged_before(name, keys[name], failures)]
@@ -185,7 +173,7 @@ def run_queue(runs: dict[str, dict]) -> dict[str, str]:
 
 
 def failure_kind(name: str) -> str:
-    return "diverged" if "training diverged" in dvc("queue", "logs", name, check=False) else "failed"
+    return "diverged" if "training diverged" in dvc("queue", "logs", name, check=False).stdout else "failed"
 
 
 def collect(name: str, outcomes: dict[str, str]) -> dict:
@@ -193,7 +181,6 @@ def collect(name: str, outcomes: dict[str, str]) -> dict:
     if outcomes[name] in ("diverged", "failed"):
         return {"status": outcomes[name]}
     sha = outcomes[name]
-    history = list(csv.DictReader(io.StringIO(read_at(sha, HISTORY_CSV))))
+    history = parse_history(list(csv.DictReader(io.StringIO(read_at(sha, HISTORY_CSV)))))
     trained = {**json.loads(read_at(sha, TRAIN_METRICS)), **json.loads(read_at(sha, TIMING_METRICS))}
-    return {"status": "ok", "train": trained, "test": json.loads(read_at(sha, EVALUATE_METRICS)),
-            "history": [{key: float(value) for key, value in row.items()} for row in history]}
+    return {"status": "ok", "train": trained, "test": json.loads(read_at(sha, EVALUATE_METRICS)), "history": history}

@@ -1,6 +1,6 @@
 """Fetch the official CIFAR-10 release and write it as the archive the pipeline reads, for users without the remote.
 
-    python -m stages.download [--out data/raw/cifar10.tar]
+    python -m commands.download [--out data/raw/cifar10.tar]
 
 torchvision downloads the release; its md5 is checked again before anything is unpacked (the release holds
 pickles, so only the known file may be read), and unpacking refuses members that would land outside the
@@ -13,13 +13,14 @@ import hashlib
 import io
 import os
 import pickle
-import sys
 import tarfile
 import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from classifier.cli import UserError, run_main
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -60,7 +61,7 @@ def write_archive(batches_dir: Path, archive: Path) -> None:
                 counters[name] += 1
 
 
-class ChecksumError(ValueError):
+class ChecksumError(UserError):
     """The downloaded release is not the file whose md5 is published."""
 
 
@@ -98,13 +99,11 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             download_url(URL, tmp, md5=MD5)
             convert_release(Path(tmp) / Path(URL).name, archive)
-    except ChecksumError as error:
-        sys.exit(f"error: {error}")
     except (OSError, RuntimeError) as error:
-        sys.exit(f"error: could not fetch CIFAR-10 from {URL} ({error}); "
-                 "check your internet connection, or get the data with `make data` (dvc pull)")
+        raise UserError(f"could not fetch CIFAR-10 from {URL} ({error}); check your internet connection, or get "
+                        "the data with `make data` (dvc pull)") from None
     print(f"wrote {archive}; record it with `dvc add {archive}` before `dvc repro`")
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

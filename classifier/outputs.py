@@ -1,4 +1,4 @@
-"""Writing metrics and plot files whole or not at all (write to a temporary file, then rename)."""
+"""Where the pipeline writes, and writing each file whole or not at all (a temporary file, then a rename)."""
 
 import csv
 import json
@@ -7,9 +7,8 @@ from pathlib import Path
 
 import torch
 
-# Every file the pipeline writes (dvc.yaml lists the same), so stages agree on where things are.
-# metrics/: small numbers compared across experiments (DVC metrics); plots/: chart data and figures;
-# reports/: tables and text for people, Git-tracked but not DVC metrics.
+# Every file a stage writes. dvc.yaml declares the same files (tests/test_layout.py checks that they agree):
+# metrics/ holds small numbers compared across experiments (DVC metrics), plots/ chart data and figures.
 PREPARED_DIR = Path("data/prepared")
 MODEL_FILE = Path("models/model.pt")
 LIVE_DIR = Path("metrics/train")  # DVCLive's folder: it rewrites metrics.json there after every epoch
@@ -20,12 +19,16 @@ EVALUATE_METRICS = Path("metrics/evaluate.json")
 CLASSES_CSV = Path("plots/evaluate/classes.csv")
 CONFUSION_CSV = Path("plots/evaluate/confusion.csv")
 FIT_METRICS = Path("metrics/fit.json")
-FIT_REPORT = Path("reports/fit.md")
-DATA_REPORT = Path("reports/data.json")
 SAMPLES_PNG = Path("plots/data/samples.png")
 CURVES_PNG = Path("plots/train/curves.png")
 CONFUSION_PNG = Path("plots/evaluate/confusion.png")
 MISCLASSIFIED_PNG = Path("plots/evaluate/misclassified.png")
+STAGE_OUTPUTS = {
+    "prepare": [PREPARED_DIR],
+    "evaluate": [EVALUATE_METRICS, CONFUSION_CSV, CLASSES_CSV],
+    "train": [MODEL_FILE, TRAIN_METRICS, TIMING_METRICS, HISTORY_CSV],
+    "plot": [FIT_METRICS, SAMPLES_PNG, CURVES_PNG, CONFUSION_PNG, MISCLASSIFIED_PNG],
+}
 RESUME_FILE = Path("checkpoints/train.pt")  # the last finished epoch's training state; not a DVC output, not in Git
 
 
@@ -70,3 +73,15 @@ def read_csv(path: Path) -> list[dict]:
 
 def save_figure(figure, path: Path) -> None:
     write_atomically(Path(path), lambda tmp: figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+
+
+def confusion_rows(actual: list[int], predicted: list[int], class_names: list[str]) -> list[dict]:
+    """confusion.csv's rows: one per test image, its true and its predicted class by name."""
+    return [{"actual": class_names[a], "predicted": class_names[p]} for a, p in zip(actual, predicted)]
+
+
+def read_confusion(class_names: list[str]) -> tuple[list[int], list[int]]:
+    """The true and predicted class of every test image, as indices of class_names, from confusion.csv."""
+    index = {name: i for i, name in enumerate(class_names)}
+    rows = read_csv(CONFUSION_CSV)
+    return [index[row["actual"]] for row in rows], [index[row["predicted"]] for row in rows]

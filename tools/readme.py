@@ -1,6 +1,6 @@
 """The README's tables, generated from the committed results, so that every number they show is one a file holds.
 
-    python -m stages.readme       rewrite the generated blocks of README.md in place
+    python -m tools.readme       rewrite the generated blocks of README.md in place
 
 tests/test_readme.py fails when README.md differs from what this writes. A generated block sits between
 `<!-- generated: NAME -->` and `<!-- end: NAME -->`; everything outside the blocks is prose.
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from stages.outputs import read_csv
-from stages.plot import fit_text, read_history
+from classifier.fit import fit_text, read_history
+from classifier.outputs import read_csv
 
 README = Path("README.md")
 BLOCK = re.compile(r"(<!-- generated: (\w+) -->\n).*?(<!-- end: \2 -->)", re.S)
@@ -130,7 +130,7 @@ def ablation_block(root: Path) -> str:
 
 
 def optimizers_block(root: Path) -> str:
-    """The optimizer study's three tables, as stages.study wrote them."""
+    """The optimizer study's three tables, as experiments.study wrote them."""
     return (root / "reports/optimizers.md").read_text()
 
 

@@ -1,6 +1,6 @@
 """The ablation: what each piece of the training recipe is worth on this machine, as queued DVC experiments.
 
-    python -m stages.ablation     (or: make ablation)
+    python -m experiments.ablation     (or: make ablation)
 
 1. Training pieces: the default params with `ablation.reference` applied (a shorter budget, and here
    airbench's wider blocks) is the reference run; each entry of `ablation.runs` is the reference with a few
@@ -9,7 +9,7 @@
 2. Test-time augmentation: the committed model (models/model.pt) scored on the test split with each choice of
    evaluate.tta; no retraining, so this part takes a minute.
 
-Writes reports/ablation.json; `python -m stages.readme` turns it into the README's ablation table.
+Writes reports/ablation.json; `python -m tools.readme` turns it into the README's ablation table.
 """
 
 import time
@@ -17,23 +17,27 @@ from pathlib import Path
 
 import torch
 
-from stages.data import load_split
-from stages.models import load_checkpoint
-from stages.outputs import MODEL_FILE, write_json
-from stages.params import TTA_VIEWS, _require, check_eval, check_train, get, load_params, run_stage
-from stages.experiments import collect, run_queue, with_changes
-from stages.training import loss_and_accuracy, predict, resolve_precision, setup_torch, stats_tensors
+from classifier.cli import run_main
+from classifier.prepared import load_split
+from classifier.evaluation import loss_and_accuracy, predictor
+from classifier.models import load_checkpoint
+from classifier.outputs import MODEL_FILE, write_json
+from classifier.params import (PARAMS_FILE, TTA_VIEWS, check_eval, check_known_keys, check_train, get, load_params,
+                               require)
+from experiments.dvc_queue import collect, run_queue, with_changes
 
 ABLATION_JSON = Path("reports/ablation.json")
 
 
 def check_ablation(params: dict) -> None:
     """Every run's params must be valid before hours of training start."""
+    check_known_keys({"ablation": get(params, "ablation")}, {"ablation": {"reference": None, "runs": None}},
+                     PARAMS_FILE)
     for key in ("ablation.reference", "ablation.runs"):
-        _require(isinstance(get(params, key), dict), key, "a mapping of params keys to values", get(params, key))
+        require(isinstance(get(params, key), dict), key, "a mapping of params keys to values", get(params, key))
     reference = with_changes(params, params["ablation"]["reference"])
     for name, changes in {"reference": {}, **params["ablation"]["runs"]}.items():
-        _require(isinstance(changes, dict), f"ablation.runs.{name}", "a mapping of params keys to values", changes)
+        require(isinstance(changes, dict), f"ablation.runs.{name}", "a mapping of params keys to values", changes)
         changed = with_changes(reference, changes)
         check_train(changed)
         check_eval(changed)
@@ -58,19 +62,14 @@ def training_rows(params: dict) -> list[dict]:
 
 def tta_rows(params: dict) -> list[dict]:
     """Test accuracy of the committed model with each set of test-time views."""
-    device = setup_torch(params["seed"], params["train"]["device"])
-    precision = resolve_precision(params["train"]["precision"], device)
-    model, checkpoint = load_checkpoint(MODEL_FILE)
-    model = model.to(device, memory_format=torch.channels_last)
-    mean, std = stats_tensors(checkpoint["mean"], checkpoint["std"], device)
+    scorer = predictor(*load_checkpoint(MODEL_FILE), params)
     images, labels, _ = load_split("test")
     images, labels = torch.from_numpy(images), torch.from_numpy(labels)
     rows = []
     for tta in TTA_VIEWS:
         started = time.perf_counter()
-        logits = predict(model, images, mean, std, device, params["train"]["batch_size"], precision, tta)
-        rows.append({"tta": tta, "test_acc": round(loss_and_accuracy(logits, labels)[1], 5),
-                     "seconds": round(time.perf_counter() - started, 1)})
+        accuracy = loss_and_accuracy(scorer.logits(images, tta), labels)[1]
+        rows.append({"tta": tta, "test_acc": round(accuracy, 5), "seconds": round(time.perf_counter() - started, 1)})
     return rows
 
 
@@ -82,8 +81,8 @@ def main() -> None:
     write_json(ABLATION_JSON, {"reference": params["ablation"]["reference"], "runs": rows, "tta": tta})
     for row in rows:
         print(row)
-    print(f"wrote {ABLATION_JSON}; run `python -m stages.readme` to update the README's table")
+    print(f"wrote {ABLATION_JSON}; run `python -m tools.readme` to update the README's table")
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_main(main)

@@ -6,8 +6,8 @@ from typing import BinaryIO
 import torch
 from torch import nn
 
-from stages.outputs import save_torch
-from stages.params import StageError
+from classifier.cli import UserError
+from classifier.outputs import save_torch
 
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
@@ -126,16 +126,16 @@ def load_checkpoint(path: Path | str, source: BinaryIO | None = None) -> tuple[n
     """
     retrain = "retrain it with `dvc repro train` (or fetch the committed one with `dvc pull`)"
     if source is None and not Path(path).exists():
-        raise StageError(f"{path} not found; {retrain}")
+        raise UserError(f"{path} not found; {retrain}")
     try:
         checkpoint = torch.load(source or path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - truncated, not a torch file, or holding objects we refuse
-        raise StageError(f"{path} is not a readable checkpoint ({type(error).__name__}); {retrain}") from None
+        raise UserError(f"{path} is not a readable checkpoint ({type(error).__name__}); {retrain}") from None
     if not isinstance(checkpoint, dict) or not CHECKPOINT_KEYS <= set(checkpoint):
-        raise StageError(f"{path} is not a checkpoint of this project; {retrain}")
+        raise UserError(f"{path} is not a checkpoint of this project; {retrain}")
     try:
         model = build_model(checkpoint["model_params"], len(checkpoint["class_names"]), checkpoint["image_size"])
         model.load_state_dict(checkpoint["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError):
-        raise StageError(f"{path}: its weights do not fit the architecture it names; {retrain}") from None
+        raise UserError(f"{path}: its weights do not fit the architecture it names; {retrain}") from None
     return model, checkpoint

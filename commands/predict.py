@@ -1,6 +1,6 @@
 """Classify your own images with the trained model: one line per image, the top three classes.
 
-    python -m stages.predict PATH... [--model FILE | --rev REV] [--out FILE.csv|FILE.json]
+    python -m commands.predict PATH... [--model FILE | --rev REV] [--out FILE.csv|FILE.json]
     make predict IMAGES="PATH..."
 
 Each PATH is an image file, a folder (searched recursively) or a tar archive (every image in it). The
@@ -24,11 +24,13 @@ import torch
 from torchvision.transforms.v2.functional import resize
 from tqdm import tqdm
 
-from stages.images import IMAGE_SUFFIXES, decode_rgb, examples, is_archive, is_image_name, quiet_stderr, read_entries
-from stages.models import load_checkpoint
-from stages.outputs import MODEL_FILE, write_text
-from stages.params import StageError, check_eval, load_params, run_stage
-from stages.training import predict, resolve_precision, setup_torch, stats_tensors
+from classifier.cli import UserError, run_main
+from classifier.evaluation import predictor
+from classifier.images import (IMAGE_SUFFIXES, decode_rgb, examples, is_archive, is_image_name, quiet_stderr,
+                               read_entries)
+from classifier.models import load_checkpoint
+from classifier.outputs import MODEL_FILE, write_text
+from classifier.params import check_eval, load_params
 
 CHUNK_BATCHES = 8  # batches per progress-bar step
 
@@ -97,24 +99,19 @@ def load_model(model_path: str, rev: str | None) -> tuple[torch.nn.Module, dict]
         with dvc.api.open(model_path, rev=rev, mode="rb") as file:
             contents = file.read()
     except Exception as error:  # noqa: BLE001 - unknown revision, file not tracked there, not in the cache
-        raise StageError(f"cannot read {name} ({type(error).__name__}: {str(error).splitlines()[0][:200]}); "
+        raise UserError(f"cannot read {name} ({type(error).__name__}: {str(error).splitlines()[0][:200]}); "
                          "check the name with `dvc exp show` or `git log`, and fetch it with `dvc pull`") from None
     return load_checkpoint(name, io.BytesIO(contents))
 
 
 def classify(model, checkpoint: dict, images: torch.Tensor, params: dict) -> torch.Tensor:
     """Class probabilities (N, classes), in batches as evaluate makes them, with a progress bar for many images."""
-    device = setup_torch(params["seed"], params["train"]["device"])
-    model = model.to(device, memory_format=torch.channels_last)
-    mean, std = stats_tensors(checkpoint["mean"], checkpoint["std"], device)
-    precision = resolve_precision(params["train"]["precision"], device)
-    batch_size = params["train"]["batch_size"]
-    chunk = batch_size * CHUNK_BATCHES
+    scorer = predictor(model, checkpoint, params)
+    chunk = scorer.batch_size * CHUNK_BATCHES
     logits = []
     with tqdm(total=len(images), unit="img", desc="classifying", disable=len(images) <= chunk) as progress:
         for start in range(0, len(images), chunk):
-            logits.append(predict(model, images[start:start + chunk], mean, std, device, batch_size, precision,
-                                  tta=params["evaluate"]["tta"]))
+            logits.append(scorer.logits(images[start:start + chunk], params["evaluate"]["tta"]))
             progress.update(len(logits[-1]))
     return torch.cat(logits).softmax(1)
 
@@ -156,7 +153,7 @@ def write_rows(rows: list[dict], out: Path) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m stages.predict", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m commands.predict", description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders or tar archives")
     parser.add_argument("--model", default=str(MODEL_FILE), help=f"the checkpoint (default {MODEL_FILE})")
     parser.add_argument("--rev", help="read --model from this Git revision or DVC experiment instead of the workspace")
@@ -175,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     files = read_inputs(args.paths)
     names, images = decode(files, checkpoint["image_size"])
     if not names:
-        raise StageError(f"no readable images in {examples(args.paths)}; give image files "
+        raise UserError(f"no readable images in {examples(args.paths)}; give image files "
                          f"({', '.join(sorted(IMAGE_SUFFIXES))}), folders of them or tar archives")
     rows = table_rows(names, classify(model, checkpoint, images, params), checkpoint["class_names"])
     if args.out:
@@ -185,4 +182,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_main(main)

@@ -1,12 +1,12 @@
-"""A Markdown report for a pull request: what changed between two revisions and what it did to the results.
+"""A review of two revisions for a pull request: what changed, and what it did to the results, in Markdown.
 
-    python -m stages.report [OLD [NEW]] [--out review]      (make report OLD=main NEW=workspace)
+    python -m commands.review [OLD [NEW]] [--out review]      (make review OLD=main NEW=workspace)
 
 OLD and NEW are Git revisions, experiment names or `workspace`; the defaults compare the workspace with main.
 The params and metrics tables are DVC's own (`dvc params diff --md`, `dvc metrics diff --md`), the figures come
-from `dvc plots diff`; only the fit diagnosis is worked out again, from each side's history and params, as the plot
-stage works it out. Writes OUT/report.md, the figures of both sides under
-OUT/figures/ and every chart, interactive, in OUT/charts/index.html.
+from `dvc plots diff`; only the fit diagnosis is worked out again, from each side's history and params, as the
+plot stage works it out. Writes OUT/report.md, the figures of both sides under OUT/figures/ and every chart,
+interactive, in OUT/charts/index.html.
 """
 
 import argparse
@@ -14,37 +14,17 @@ import csv
 import io
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
-from stages.outputs import CONFUSION_PNG, CURVES_PNG, HISTORY_CSV, write_text
-from stages.params import PARAMS_FILE, StageError, run_stage
-from stages.plot import fit_text, parse_history
+from classifier.cli import run_main
+from classifier.fit import fit_text, parse_history
+from classifier.gitdvc import dvc, read_at
+from classifier.outputs import CONFUSION_PNG, CURVES_PNG, HISTORY_CSV, write_text
+from classifier.params import PARAMS_FILE
 
 FIGURES = {"learning curves": CURVES_PNG, "test confusion matrix": CONFUSION_PNG}
-
-
-def dvc(*args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise StageError(f"`dvc {' '.join(args)}` failed: {result.stderr.strip().splitlines()[-1:]}")
-    return result.stdout
-
-
-def read_at(rev: str, path: Path) -> str:
-    """A Git-tracked file as it is at a revision, an experiment, or in the workspace."""
-    if rev == "workspace":
-        return path.read_text() if path.exists() else ""
-    from dvc.repo import Repo
-    from dvc.scm import resolve_rev
-
-    with Repo() as repo:
-        sha = resolve_rev(repo.scm, rev)
-    shown = subprocess.run(["git", "show", f"{sha}:{path}"], capture_output=True, text=True)
-    return shown.stdout
 
 
 def fit_at(rev: str) -> str:
@@ -58,15 +38,16 @@ def fit_at(rev: str) -> str:
 def figure_paths(old: str, new: str, out: Path) -> dict:
     """{(figure file, rev): path of that revision's copy}, from `dvc plots diff --json`."""
     targets = [str(path) for path in FIGURES.values()]
-    plots = json.loads(dvc("plots", "diff", old, new, "--json", "-o", str(out / "figures"), "--targets", *targets))
+    plots = json.loads(dvc("plots", "diff", old, new, "--json", "-o", str(out / "figures"), "--targets",
+                           *targets).stdout)
     return {(name, rev): Path(item["url"]).relative_to(out.resolve())
             for name, items in plots["data"].items() for item in items if item.get("type") == "image"
             for rev in item["revisions"]}
 
 
 def render(old: str, new: str, out: Path) -> str:
-    params = dvc("params", "diff", old, new, "--md").strip() or "No params changed."
-    metrics = dvc("metrics", "diff", old, new, "--md", "--all").strip() or "No metrics."
+    params = dvc("params", "diff", old, new, "--md").stdout.strip() or "No params changed."
+    metrics = dvc("metrics", "diff", old, new, "--md", "--all").stdout.strip() or "No metrics."
     figures = figure_paths(old, new, out)
     dvc("plots", "diff", old, new, "-o", str(out / "charts"))
     lines = [f"# Review: `{old}` → `{new}`", "", "## Params", "", params, "",
@@ -97,4 +78,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_main(main)

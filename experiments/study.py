@@ -1,6 +1,6 @@
 """The optimizer study: which optimizer trains this CNN best, answered with DVC experiments and statistics.
 
-    python -m stages.study            (or: make study)
+    python -m experiments.study            (or: make study)
 
 1. Learning-rate sweep, seed `seed`, at the short budget study.sweep.changes: each optimizer of
    study.optimizers at its own lr times study.sweep.factors; while the best lr is the lowest or highest
@@ -30,9 +30,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from stages.experiments import collect, run_queue, with_changes  # noqa: E402
-from stages.outputs import save_figure, write_json, write_text  # noqa: E402
-from stages.params import OPTIMIZERS, _number, _require, check_train, get, load_params, run_stage  # noqa: E402
+from classifier.cli import run_main  # noqa: E402
+from classifier.outputs import save_figure, write_json, write_text  # noqa: E402
+from classifier.params import (OPTIMIZERS, PARAMS_FILE, check_known_keys, check_train, get,  # noqa: E402
+                               load_params, number, require)
+from experiments.dvc_queue import collect, run_queue, with_changes  # noqa: E402
 
 STUDY_JSON = Path("reports/optimizers.json")
 TABLE_MD = Path("reports/optimizers.md")
@@ -233,25 +235,30 @@ def plot_curves(histories: dict[str, list[list[dict]]]):
 
 # ----------------------------------------------------------------------------- the study
 
+STUDY_KEYS = {"optimizers": set(), "seeds": set(), "changes": None, "target_val_acc": set(),
+              "sweep": {"factors": set(), "widen": set(), "max_widenings": set(), "changes": None}}
+
+
 def check_study(params: dict) -> None:
+    check_known_keys({"study": get(params, "study")}, {"study": STUDY_KEYS}, PARAMS_FILE)
     check_train(params)
     optimizers = get(params, "study.optimizers")
-    _require(isinstance(optimizers, list) and optimizers and all(name in OPTIMIZERS for name in optimizers),
+    require(isinstance(optimizers, list) and optimizers and all(name in OPTIMIZERS for name in optimizers),
              "study.optimizers", "a list of " + " | ".join(OPTIMIZERS), optimizers)
     seeds = get(params, "study.seeds")
-    _require(isinstance(seeds, list) and len(seeds) >= 2 and len(set(seeds)) == len(seeds)
+    require(isinstance(seeds, list) and len(seeds) >= 2 and len(set(seeds)) == len(seeds)
              and all(isinstance(seed, int) and seed >= 0 for seed in seeds),
              "study.seeds", "a list of at least 2 different non-negative integers", seeds)
     factors = get(params, "study.sweep.factors")
-    _require(isinstance(factors, list) and factors and all(isinstance(f, int | float) and f > 0 for f in factors),
+    require(isinstance(factors, list) and factors and all(isinstance(f, int | float) and f > 0 for f in factors),
              "study.sweep.factors", "a list of positive numbers", factors)
-    _number(params, "study.sweep.widen", 1, 1e6, open_low=True)
-    _number(params, "study.sweep.max_widenings", 0, 100, integer=True)
+    number(params, "study.sweep.widen", 1, 1e6, open_low=True)
+    number(params, "study.sweep.max_widenings", 0, 100, integer=True)
     for key in ("study.changes", "study.sweep.changes"):
         changes = get(params, key)
-        _require(isinstance(changes, dict), key, "a mapping of params keys to values", changes)
+        require(isinstance(changes, dict), key, "a mapping of params keys to values", changes)
         check_train(with_changes(params, changes))
-    _number(params, "study.target_val_acc", 0, 1)
+    number(params, "study.target_val_acc", 0, 1)
 
 
 def main() -> None:
@@ -288,4 +295,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_main(main)

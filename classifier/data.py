@@ -1,16 +1,14 @@
-"""An image folder or tar archive in, compact uint8 arrays out, and the batch-level augmentation of training."""
+"""The raw images in (an image folder or a tar archive), decoded into uint8 arrays, and the train/validation split."""
 
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from stages.images import (ARCHIVE_KINDS, IMAGE_SUFFIXES, Entry, decode_rgb, examples, is_archive, is_image_name,
+from classifier.cli import UserError
+from classifier.images import (ARCHIVE_KINDS, IMAGE_SUFFIXES, Entry, decode_rgb, examples, is_archive, is_image_name,
                            quiet_stderr, read_entries)
-from stages.outputs import PREPARED_DIR, write_atomically
-from stages.params import StageError
 
 SPLITS = ("train", "test")
 
@@ -23,12 +21,12 @@ def read_raw(raw: Path) -> list[Entry]:
     One tar archive instead of 60,000 small files is what makes `dvc pull` and `dvc status` fast.
     """
     if not (raw.is_dir() or is_archive(raw)):
-        raise StageError(f"params.yaml: 'data.raw' is '{raw}', which is neither an image folder nor {ARCHIVE_KINDS}; "
+        raise UserError(f"params.yaml: 'data.raw' is '{raw}', which is neither an image folder nor {ARCHIVE_KINDS}; "
                          "run `make data` (dvc pull) or `make download`, or point it at your own data")
     entries = sorted(read_entries(raw), key=lambda entry: entry.path)
     unreadable = [f"{entry.path} ({entry.problem})" for entry in entries if entry.problem]
     if unreadable:
-        raise StageError(f"{raw}: {len(unreadable)} entries cannot be read: {examples(unreadable)}; remove them "
+        raise UserError(f"{raw}: {len(unreadable)} entries cannot be read: {examples(unreadable)}; remove them "
                          "or replace them with the files themselves")
     return entries
 
@@ -58,11 +56,11 @@ def group_by_split(entries: list[Entry], raw: Path) -> dict[str, dict[str, list[
               f"({', '.join(sorted(IMAGE_SUFFIXES))}) or are hidden: {examples(skipped)}", flush=True)
     for split, classes in layout.items():
         if not classes:
-            raise StageError(f"{raw} holds no {split}/<class>/<image> files ({', '.join(sorted(IMAGE_SUFFIXES))}); "
+            raise UserError(f"{raw} holds no {split}/<class>/<image> files ({', '.join(sorted(IMAGE_SUFFIXES))}); "
                              "lay it out as [folder/]train/<class>/* and [folder/]test/<class>/*")
     empty = [f"{split}/{name}" for split, classes in layout.items() for name, images in classes.items() if not images]
     if empty:
-        raise StageError(f"{raw}: {len(empty)} class folders hold no images ({examples(empty)}); add images or "
+        raise UserError(f"{raw}: {len(empty)} class folders hold no images ({examples(empty)}); add images or "
                          "remove the folders")
     return layout
 
@@ -92,7 +90,7 @@ def decode_images(files: list[tuple[str, bytes]], workers: int | None = None) ->
         chunks = list(pool.map(_decode, [files[i::workers] for i in range(workers)]))
     unreadable = sorted(path for _, bad, _ in chunks for path in bad)
     if unreadable:
-        raise StageError(f"{len(unreadable)} files are not readable images (empty, corrupt, truncated or not images "
+        raise UserError(f"{len(unreadable)} files are not readable images (empty, corrupt, truncated or not images "
                          f"despite their suffix): {examples(unreadable)}; remove or replace them")
     converted = sorted(path for _, _, changed in chunks for path in changed)
     if converted:
@@ -103,7 +101,7 @@ def decode_images(files: list[tuple[str, bytes]], workers: int | None = None) ->
         for k, image in enumerate(images):
             sizes.setdefault(image.shape[:2], files[chunk + k * workers][0])
     if len(sizes) > 1:
-        raise StageError(f"images differ in size: {', '.join(f'{p} is {w}x{h}' for (h, w), p in sizes.items())}; "
+        raise UserError(f"images differ in size: {', '.join(f'{p} is {w}x{h}' for (h, w), p in sizes.items())}; "
                          "resize them to one size first")
     stacked = np.empty((len(files), *chunks[0][0][0].shape), dtype=np.uint8)
     for i, (images, _, _) in enumerate(chunks):
@@ -116,17 +114,17 @@ def read_dataset(raw: Path) -> tuple[list[str], dict[str, tuple[np.ndarray, np.n
     layout = group_by_split(read_raw(raw), raw)
     class_names = sorted(layout["train"])
     if sorted(layout["test"]) != class_names:
-        raise StageError(f"{raw}: train and test have different class folders ({', '.join(class_names)} against "
+        raise UserError(f"{raw}: train and test have different class folders ({', '.join(class_names)} against "
                          f"{', '.join(sorted(layout['test']))}); they must match")
     if len(class_names) < 2:
-        raise StageError(f"{raw} has one class ({class_names[0]}); a classifier needs at least two class folders")
+        raise UserError(f"{raw} has one class ({class_names[0]}); a classifier needs at least two class folders")
     splits = {}
     for split, classes in layout.items():
         files = [file for name in class_names for file in classes[name]]
         labels = np.repeat(np.arange(len(class_names)), [len(classes[name]) for name in class_names])
         splits[split] = (decode_images(files), labels)
     if splits["test"][0].shape[1:] != splits["train"][0].shape[1:]:
-        raise StageError(f"{raw}: test images are {splits['test'][0].shape[1:]}, training images "
+        raise UserError(f"{raw}: test images are {splits['test'][0].shape[1:]}, training images "
                          f"{splits['train'][0].shape[1:]}; they must be the same size")
     return class_names, splits
 
@@ -140,58 +138,8 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int,
         members = rng.permutation(np.flatnonzero(labels == label))
         n_val = int(round(len(members) * val_fraction))
         if n_val == 0 or n_val == len(members):
-            raise StageError(f"params.yaml: 'data.val_fraction' {val_fraction} leaves class '{class_names[label]}' "
+            raise UserError(f"params.yaml: 'data.val_fraction' {val_fraction} leaves class '{class_names[label]}' "
                              f"({len(members)} images) with an empty split; use a fraction nearer 0.5")
         val_idx.append(members[:n_val])
         train_idx.append(members[n_val:])
     return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(val_idx))
-
-
-# ----------------------------------------------------------------------------- prepared arrays
-
-def save_split(name: str, images: np.ndarray, labels: np.ndarray, class_names: list[str],
-               out_dir: Path = PREPARED_DIR) -> None:
-    def write(tmp_path: Path) -> None:
-        with open(tmp_path, "wb") as file:
-            np.savez(file, images=images, labels=labels, class_names=np.array(class_names))
-
-    write_atomically(out_dir / f"{name}.npz", write)
-
-
-def load_split(name: str, prepared_dir: Path = PREPARED_DIR) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    path = prepared_dir / f"{name}.npz"
-    if not path.exists():
-        raise StageError(f"{path} not found; run the prepare stage first (dvc repro prepare)")
-    with np.load(path) as arrays:
-        return arrays["images"], arrays["labels"], [str(c) for c in arrays["class_names"]]
-
-
-def scale_pixels(images: np.ndarray | torch.Tensor):
-    """uint8 pixels in [0, 255] to floats in [0, 1]."""
-    return images / 255.0
-
-
-# ----------------------------------------------------------------------------- batch augmentation
-
-def flip_where(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mirror left-right the images of a (N, C, H, W) batch where mask (N,) is true."""
-    return torch.where(mask.to(images.device)[:, None, None, None], images.flip(-1), images)
-
-
-def translate(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
-    """Shift each image of a (N, C, H, W) batch by up to max_shift pixels, filling with reflection.
-
-    Images are grouped by their shift, so this is (2 * max_shift + 1)^2 slicing operations per batch,
-    not one per image.
-    """
-    if max_shift == 0:
-        return images
-    n, _, height, width = images.shape
-    padded = torch.nn.functional.pad(images, (max_shift,) * 4, mode="reflect")
-    shifts = torch.randint(0, 2 * max_shift + 1, (2, n), generator=generator)
-    out = torch.empty_like(images)
-    for dy in range(2 * max_shift + 1):
-        for dx in range(2 * max_shift + 1):
-            chosen = torch.nonzero((shifts[0] == dy) & (shifts[1] == dx)).flatten().to(images.device)
-            out[chosen] = padded[chosen, :, dy:dy + height, dx:dx + width]
-    return out

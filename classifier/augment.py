@@ -1,0 +1,49 @@
+"""The augmentation of training batches, on whole batches: alternating or random flips and random shifts."""
+
+import torch
+
+from classifier.inputs import to_input
+
+
+def flip_where(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mirror left-right the images of a (N, C, H, W) batch where mask (N,) is true."""
+    return torch.where(mask.to(images.device)[:, None, None, None], images.flip(-1), images)
+
+
+def translate(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Shift each image of a (N, C, H, W) batch by up to max_shift pixels, filling with reflection.
+
+    Images are grouped by their shift, so this is (2 * max_shift + 1)^2 slicing operations per batch,
+    not one per image.
+    """
+    if max_shift == 0:
+        return images
+    n, _, height, width = images.shape
+    padded = torch.nn.functional.pad(images, (max_shift,) * 4, mode="reflect")
+    shifts = torch.randint(0, 2 * max_shift + 1, (2, n), generator=generator)
+    out = torch.empty_like(images)
+    for dy in range(2 * max_shift + 1):
+        for dx in range(2 * max_shift + 1):
+            chosen = torch.nonzero((shifts[0] == dy) & (shifts[1] == dx)).flatten().to(images.device)
+            out[chosen] = padded[chosen, :, dy:dy + height, dx:dx + width]
+    return out
+
+
+def training_batches(images, labels, mean, std, train_params: dict, device: torch.device,
+                     generator: torch.Generator, epoch: int, flip_bits: torch.Tensor):
+    """Shuffled, augmented (x, y) batches of one epoch; the last partial batch is dropped (it upsets batch norm).
+
+    Alternating flip: each image has a fixed random orientation (flip_bits) in even epochs and the mirror
+    one in odd epochs, so every pair of epochs shows both, which beats an independent coin per epoch.
+    """
+    batch_size = train_params["batch_size"]
+    order = torch.randperm(len(images), generator=generator)
+    for step in range(max(1, len(images) // batch_size)):
+        batch = order[step * batch_size:(step + 1) * batch_size]
+        x = to_input(images[batch.to(images.device)], mean, std, device)
+        if train_params["flip"] == "alternating":
+            x = flip_where(x, flip_bits[batch] ^ (epoch % 2 == 1))
+        elif train_params["flip"] == "random":
+            x = flip_where(x, torch.rand(len(batch), generator=generator) < 0.5)
+        x = translate(x, train_params["translate"], generator)
+        yield x, labels[batch.to(labels.device)].to(device, non_blocking=True)

@@ -1,0 +1,74 @@
+"""Resuming training: the whole state after every epoch in checkpoints/train.pt, and the way back into a run."""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from classifier.cli import UserError
+from classifier.outputs import RESUME_FILE, save_torch
+from classifier.training import Run
+
+
+def fingerprint(params: dict, splits: list[tuple]) -> str:
+    """What a checkpoint must match to be resumed: every param train reads (but resume) and the loaded data."""
+    train_params = {key: value for key, value in params["train"].items() if key != "resume"}
+    chosen = {key: params[key] for key in ("seed", "model", "optimizer", "optimizers")}
+    digest = hashlib.sha256(json.dumps({**chosen, "train": train_params}, sort_keys=True).encode())
+    for images, labels, _ in splits:
+        digest.update(images.tobytes())
+        digest.update(labels.tobytes())
+    return digest.hexdigest()
+
+
+def save_state(run: Run, epoch: int, history: list[dict], train_flops: float, key: str) -> None:
+    """Everything the next epoch depends on, written whole."""
+    state = {"epoch": epoch, "fingerprint": key, "model": run.model.state_dict(),
+             "optimizer": run.optimizer.state_dict(), "schedule": run.schedule.state_dict(),
+             "lookahead": run.lookahead.average, "generator": run.generator.get_state(),
+             "torch_rng": torch.get_rng_state(), "history": history, "train_flops": train_flops}
+    if torch.cuda.is_available():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    save_torch(RESUME_FILE, state)
+
+
+def load_state(key: str) -> dict | None:
+    """The checkpoint to resume from, or None (with the reason) when there is none that matches."""
+    if not RESUME_FILE.exists() and in_temporary_workspace():
+        raise UserError(f"train.resume is true, but this queued experiment's workspace has no {RESUME_FILE}: a "
+                        f"queued run gets only what Git tracks; queue it with `-C {RESUME_FILE.parent}` (dvc exp "
+                        "run --queue --copy-paths), or resume in the workspace: `dvc exp run -S train.resume=true`")
+    if not RESUME_FILE.exists():
+        print(f"train.resume: no checkpoint at {RESUME_FILE}; starting from epoch 1", flush=True)
+        return None
+    try:
+        state = torch.load(RESUME_FILE, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - a truncated or foreign file: say so and train from the start
+        print(f"warning: {RESUME_FILE} is unreadable; starting from epoch 1", flush=True)
+        return None
+    if state.get("fingerprint") != key:
+        print(f"warning: {RESUME_FILE} is from other params or data; starting from epoch 1", flush=True)
+        return None
+    print(f"train.resume: continuing after epoch {state['epoch']} from {RESUME_FILE}", flush=True)
+    return state
+
+
+def in_temporary_workspace() -> bool:
+    """Whether DVC runs this stage in a queued (or --temp) experiment's own workspace: DVC_ROOT then names the
+    repository the experiment was queued from, not the folder the stage runs in."""
+    root = os.environ.get("DVC_ROOT")
+    return root is not None and Path(root).resolve() != Path.cwd().resolve()
+
+
+def restore(run: Run, state: dict) -> None:
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.schedule.load_state_dict(state["schedule"])
+    for average, saved in zip(run.lookahead.average, state["lookahead"]):
+        average.copy_(saved)
+    run.generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    if "cuda_rng" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])

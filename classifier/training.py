@@ -1,0 +1,152 @@
+"""Training: a run set up from params and data, then trained epoch by epoch; what the train stage runs and
+the benchmark times."""
+
+import copy
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+from tqdm import tqdm
+
+from classifier.augment import training_batches
+from classifier.cli import UserError
+from classifier.device import autocast, resolve_precision, setup_torch
+from classifier.inputs import channel_stats, stats_tensors, to_input
+from classifier.models import build_model, init_whitening
+from classifier.optim import Lookahead, build_optimizer, build_schedule
+
+WHITENING_IMAGES = 5000  # the whitening conv is set from the 2x2 patches of this many training images
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite: the learning rate is too high for this optimizer."""
+
+
+# ----------------------------------------------------------------------------- a run
+
+@dataclass
+class Run:
+    """What one training run carries from epoch to epoch."""
+    params: dict
+    device: torch.device
+    precision: str
+    images: torch.Tensor  # uint8 (N, H, W, C), on the device: batches are cut and augmented there
+    labels: torch.Tensor
+    stats: tuple[list[float], list[float]]  # per-channel mean and std of the training images, kept in the model
+    mean: torch.Tensor
+    std: torch.Tensor
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LambdaLR
+    lookahead: Lookahead
+    generator: torch.Generator  # shuffling and augmentation
+    flip_bits: torch.Tensor  # each image's orientation in even epochs (train.flip: alternating)
+    steps_per_epoch: int
+
+
+def check_fits(params: dict, images: np.ndarray, class_names: list[str]) -> None:
+    """Params that are valid alone but not with this data: a batch larger than the split, a model too deep."""
+    batch_size, arch = params["train"]["batch_size"], params["model"]["arch"]
+    if batch_size > len(images):
+        raise UserError(f"params.yaml: 'train.batch_size' is {batch_size}, more than the {len(images)} training "
+                        f"images; use at most {len(images)} (or more data)")
+    side = images.shape[1]
+    with torch.random.fork_rng(devices=[]), torch.no_grad():  # a trial model must not move the seeded generators
+        model = build_model(params["model"], len(class_names), side).eval()
+        try:
+            model(torch.zeros(1, 3, side, side))
+        except RuntimeError:
+            pools = sum(isinstance(module, nn.MaxPool2d) for module in model.modules())
+            message = (f"params.yaml: model.arch '{arch}' halves the image {pools} times, too often for {side}x{side} "
+                       "images; use larger images or model.arch seed_cnn with fewer widths")
+            raise UserError(message) from None
+
+
+def start_run(params: dict, images: np.ndarray, labels: np.ndarray, class_names: list[str]) -> Run:
+    """Seeds, device, normalisation, the model (its whitening conv set from the data), optimizer and schedule."""
+    train_params, batch_size = params["train"], params["train"]["batch_size"]
+    device = setup_torch(params["seed"], train_params["device"])
+    stats = channel_stats(images)
+    mean, std = stats_tensors(*stats, device)
+    images, labels = torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device)
+    model = build_model(params["model"], len(class_names), images.shape[1])
+    model = model.to(device, memory_format=torch.channels_last)
+    if hasattr(model, "whiten"):
+        init_whitening(model.whiten, to_input(images[:WHITENING_IMAGES], mean, std, device))
+    optimizer = build_optimizer(params["optimizer"], params["optimizers"][params["optimizer"]], model)
+    steps_per_epoch = max(1, len(images) // batch_size)
+    total_steps = train_params["epochs"] * steps_per_epoch
+    schedule = build_schedule(optimizer, train_params, total_steps)
+    lookahead = Lookahead(model, train_params["lookahead_every"], train_params["lookahead_decay"], total_steps)
+    generator = torch.Generator().manual_seed(params["seed"])
+    flip_bits = torch.rand(len(images), generator=generator) < 0.5
+    return Run(params, device, resolve_precision(train_params["precision"], device), images, labels, stats, mean,
+               std, model, optimizer, schedule, lookahead, generator, flip_bits, steps_per_epoch)
+
+
+def train_epoch(run: Run, epoch: int, steps: int | None = None) -> tuple[float, float, float]:
+    """Epoch `epoch` (from 0) of the run, or its first `steps` batches: train loss and accuracy, and the FLOPs.
+
+    The whitening conv's bias trains for the first train.whiten_bias_epochs only: frozen, it saves the first
+    block's input gradient. After the last epoch the weights move to lookahead's average.
+    """
+    train_params = run.params["train"]
+    if hasattr(run.model, "whiten"):
+        run.model.whiten.bias.requires_grad_(epoch < train_params["whiten_bias_epochs"])
+    steps = steps or run.steps_per_epoch
+    sample = to_input(run.images[:2], run.mean, run.std, run.device)
+    flops = training_flops_per_image(run.model, sample) * steps * train_params["batch_size"]
+    batches = training_batches(run.images, run.labels, run.mean, run.std, train_params, run.device, run.generator,
+                               epoch, run.flip_bits)
+    loss, accuracy = train_one_epoch(run.model, run.optimizer, run.schedule, itertools.islice(batches, steps), steps,
+                                     run.precision, train_params["label_smoothing"], run.device, run.lookahead,
+                                     desc=f"epoch {epoch + 1}/{train_params['epochs']}")
+    if epoch == train_params["epochs"] - 1:
+        run.lookahead.finish()
+    return loss, accuracy, flops
+
+
+# ----------------------------------------------------------------------------- one epoch
+
+def train_one_epoch(model, optimizer, schedule, batches, steps: int, precision: str, label_smoothing: float,
+                    device: torch.device, lookahead: Lookahead | None = None, desc: str = "train"):
+    """One pass over the batches; returns plain cross-entropy and accuracy on them."""
+    model.train()
+    total_loss = total_correct = total_seen = 0.0
+    progress = tqdm(batches, total=steps, desc=desc, leave=False, mininterval=1.0)
+    for step, (x, y) in enumerate(progress, start=1):
+        with autocast(device, precision):
+            logits = model(x).float()
+        loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"training diverged (loss {loss.item()}) at step {step} of {desc}; "
+                                   "lower the optimizer's lr in params.yaml")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if lookahead is not None:
+            lookahead.step(schedule.last_epoch)
+        with torch.no_grad():
+            total_loss += F.cross_entropy(logits, y, reduction="sum").item()
+            total_correct += (logits.argmax(1) == y).sum().item()
+            total_seen += len(y)
+        progress.set_postfix(loss=f"{total_loss / total_seen:.3f}", acc=f"{total_correct / total_seen:.3f}",
+                             refresh=False)
+    return total_loss / total_seen, total_correct / total_seen
+
+
+def training_flops_per_image(model: nn.Module, sample: torch.Tensor) -> float:
+    """Forward plus backward FLOPs per image, counted by PyTorch's FLOP counter on a copy of the model.
+
+    Only the gradients that training needs are counted: with the whitening bias frozen, the first block's
+    input needs none, and its conv skips that part of the backward pass.
+    """
+    model = copy.deepcopy(model).train()
+    with FlopCounterMode(display=False) as counter:
+        model(sample).sum().backward()
+    return counter.get_total_flops() / len(sample)

@@ -1,0 +1,265 @@
+"""Benchmark: how fast this machine trains, against its own peak and a naive loop, and the pipeline's overheads.
+
+    python -m tools.bench            (make bench) bench/results.json
+    python -m tools.bench --profile  where the train stage's epoch spends its time, by operator
+    python -m tools.bench --predict  (make bench-predict) bench/predict.json: commands.predict on the test images
+                                     as files, against the evaluate stage on the same images
+
+Everything is measured in one run on the current machine: the peak matmul rates (fp32, bf16); the train stage's
+own epochs (classifier.training.start_run and train_epoch, as `dvc repro` runs them, validation aside), their
+FLOPs and their share of the peak at the training precision; a naive PyTorch loop for context; each stage's
+time and peak memory; a no-op `dvc repro`; `dvc pull` into a fresh clone. Throughputs are measured interleaved
+and repeated, and the median reported, because these machines are shared and noisy.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import yaml
+
+from classifier.data import group_by_split, read_raw
+from classifier.prepared import load_split
+from classifier.device import resolve_precision, setup_torch
+from classifier.gitdvc import dvc, git
+from classifier.models import build_model
+from classifier.optim import build_optimizer
+from classifier.outputs import TRAIN_METRICS, write_json
+from classifier.training import start_run, train_epoch
+from tools.scratch import copy_code
+
+RESULTS_JSON = Path("bench/results.json")
+PREDICT_JSON = Path("bench/predict.json")
+RAW_DVC_FILE = "data/raw/cifar10.tar.dvc"
+REPEATS = 3
+NAIVE_STEPS = 12  # timed steps of the naive loop per measurement
+STAGES = ("prepare", "train", "evaluate", "plot")
+
+
+def median_seconds(work, repeats: int = REPEATS) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def machine(device: torch.device) -> dict:
+    """The date, and the CPU's model name, its cores and whether it computes bf16 natively (or the GPU's name)."""
+    if device.type == "cuda":
+        return {"date": date.today().isoformat(), "machine": torch.cuda.get_device_name()}
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")]
+    bf16 = "bf16 instructions" if resolve_precision("auto", device) == "bf16" else "no bf16 instructions"
+    name = f"{names[0] if names else platform.machine()}, {len(os.sched_getaffinity(0))} cores, {bf16}"
+    return {"date": date.today().isoformat(), "machine": name}
+
+
+def matmul_peaks() -> dict:
+    """GFLOP/s of one large square matmul in fp32 and in bf16, the best the machine's matrix units do."""
+    def peak(dtype: torch.dtype, size: int = 4096) -> float:
+        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+        torch.matmul(a, b)
+        return 2 * size**3 / median_seconds(lambda: torch.matmul(a, b)) / 1e9
+
+    return {"peak_gflops_fp32": round(peak(torch.float32), 1), "peak_gflops_bf16": round(peak(torch.bfloat16), 1)}
+
+
+# ----------------------------------------------------------------------------- training throughput
+
+def split_folder(raw: Path, split: str, dest: Path) -> Path:
+    """The raw data's train or test images written out as dest/<class>/<file>, whatever data.raw is."""
+    for class_name, files in group_by_split(read_raw(raw), raw)[split].items():
+        (dest / class_name).mkdir(parents=True, exist_ok=True)
+        for path, contents in files:
+            (dest / class_name / Path(path).name).write_bytes(contents)
+    return dest
+
+
+def naive_loop(params: dict, train_dir: Path, stats: tuple[list[float], list[float]], class_count: int, side: int):
+    """The textbook loop, for context: ImageFolder, per-sample PIL transforms, DataLoader workers, fp32, NCHW.
+    Returns a function that trains NAIVE_STEPS steps."""
+    from torchvision import datasets, transforms
+
+    transform = transforms.Compose([transforms.RandomCrop(side, padding=params["train"]["translate"],
+                                                          padding_mode="reflect"),
+                                    transforms.RandomHorizontalFlip(), transforms.ToTensor(),
+                                    transforms.Normalize(*stats)])
+    loader = torch.utils.data.DataLoader(datasets.ImageFolder(train_dir, transform), shuffle=True,
+                                         batch_size=params["train"]["batch_size"],
+                                         num_workers=len(os.sched_getaffinity(0)), persistent_workers=True)
+    model = build_model(params["model"], class_count, side)
+    optimizer = build_optimizer(params["optimizer"], params["optimizers"][params["optimizer"]], model)
+    batches = iter(loader)
+
+    def steps(count: int = NAIVE_STEPS) -> None:
+        for _ in range(count):
+            x, y = next(batches)
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+    steps(2)
+    return steps
+
+
+def training_throughput(params: dict) -> dict:
+    """The train stage's epochs 2 to REPEATS + 1, interleaved with the naive loop: images/s and FLOP/s (median).
+
+    The first epoch is left out: it trains the whitening bias and warms up oneDNN's kernels.
+    """
+    images, labels, class_names = load_split("train")
+    run = start_run(params, images, labels, class_names)
+    images_per_epoch = run.steps_per_epoch * params["train"]["batch_size"]
+    train_epoch(run, 0)
+    pipeline, gflops, naive = [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        naive_steps = naive_loop(params, split_folder(Path(params["data"]["raw"]), "train", Path(tmp)), run.stats,
+                                 len(class_names), images.shape[1])
+        for epoch in range(1, REPEATS + 1):
+            started = time.perf_counter()
+            _, _, flops = train_epoch(run, epoch)
+            seconds = time.perf_counter() - started
+            pipeline.append(images_per_epoch / seconds)
+            gflops.append(flops / seconds / 1e9)
+            naive.append(params["train"]["batch_size"] * NAIVE_STEPS / median_seconds(naive_steps, 1))
+    return {"model": params["model"]["arch"], "batch_size": params["train"]["batch_size"],
+            "precision": run.precision, "train_mflop_per_image": round(flops / images_per_epoch / 1e6, 1),
+            "pipeline_images_per_second": round(statistics.median(pipeline), 1),
+            "achieved_gflops": round(statistics.median(gflops), 1),
+            "naive_images_per_second": round(statistics.median(naive), 1)}
+
+
+def shares(results: dict) -> dict:
+    """The achieved rate against the peaks, and the time the default's compute takes at that rate."""
+    train_pflop = json.loads(TRAIN_METRICS.read_text())["train_pflop"]
+    achieved = results["achieved_gflops"]
+    return {"share_of_peak": round(achieved / results[f"peak_gflops_{results['precision']}"], 3),
+            "share_of_bf16_peak": round(achieved / results["peak_gflops_bf16"], 3),
+            "default_train_pflop": train_pflop, "implied_train_seconds": round(train_pflop * 1e6 / achieved, 1),
+            "speedup_over_naive": round(results["pipeline_images_per_second"] / results["naive_images_per_second"],
+                                        2)}
+
+
+def profile_training(params: dict) -> str:
+    """torch.profiler's table of a few steps of the train stage's epoch, by operator, most time first."""
+    from torch.profiler import ProfilerActivity, profile
+
+    run = start_run(params, *load_split("train"))
+    train_epoch(run, 0, steps=2)
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        train_epoch(run, 1, steps=4)
+    return profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)
+
+
+# ----------------------------------------------------------------------------- pipeline overheads
+
+def run_measured(args: list[str], cwd: Path) -> tuple[float, float]:
+    """Wall seconds and peak resident memory (GB, the largest of the process and its children) of a command."""
+    probe = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
+             "code = subprocess.run(sys.argv[1:]).returncode; "
+             "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(code)")
+    result = subprocess.run([sys.executable, "-c", probe, *args], cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed in {cwd}:\n{result.stderr[-2000:]}")
+    seconds, max_rss_kb = result.stdout.split()[-2:]
+    return float(seconds), int(max_rss_kb) / 1024**2
+
+
+def stage_costs(repo: Path) -> dict:
+    """Time and peak memory of each stage, run in a scratch copy (train for one epoch: memory does not grow)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = copy_code(Path(tmp))
+        params = yaml.safe_load((repo / "params.yaml").read_text())
+        params["train"]["epochs"] = 1
+        params["data"]["raw"] = str((repo / params["data"]["raw"]).resolve())
+        (scratch / "params.yaml").write_text(yaml.safe_dump(params))
+        costs = {}
+        for stage in STAGES:
+            seconds, peak_gb = run_measured([sys.executable, "-m", f"stages.{stage}"], scratch)
+            costs[stage] = {"seconds": round(seconds, 1), "peak_memory_gb": round(peak_gb, 2)}
+    return {"stages": costs}
+
+
+def dvc_overheads(repo: Path) -> dict:
+    """Median seconds of a no-op `dvc repro` (None when the pipeline is not up to date), and of `dvc pull` of the
+    raw data into a fresh clone with an empty cache."""
+    up_to_date = dvc("status", "--json", cwd=repo).stdout.strip() in ("", "{}")
+    noop = median_seconds(lambda: dvc("repro", cwd=repo)) if up_to_date else None
+    with tempfile.TemporaryDirectory() as tmp:
+        clone = Path(tmp) / "clone"
+        git("clone", "-q", str(repo), str(clone))
+        shared = repo.resolve().parent / "shared"
+        if shared.exists():
+            os.symlink(shared, Path(tmp) / "shared")
+        pull, _ = run_measured([sys.executable, "-m", "dvc", "pull", "-q", RAW_DVC_FILE], clone)
+    return {"noop_repro_seconds": None if noop is None else round(noop, 2), "fresh_pull_seconds": round(pull, 1)}
+
+
+def predict_against_evaluate(repo: Path, params: dict) -> dict:
+    """Wall seconds and images per second of commands.predict on the test images as files (reading and decoding
+    included) and of the evaluate stage on the same images (prepared arrays), interleaved, median of REPEATS."""
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = copy_code(Path(tmp))
+        folder = split_folder(Path(params["data"]["raw"]), "test", scratch / "test-images")
+        count = sum(1 for path in folder.rglob("*") if path.is_file())
+        for path in ("params.yaml", "models/model.pt", "data/prepared/test.npz"):
+            (scratch / path).parent.mkdir(parents=True, exist_ok=True)
+            (scratch / path).write_bytes((repo / path).read_bytes())
+        commands = {"predict": [sys.executable, "-m", "commands.predict", str(folder), "--out", "out.csv"],
+                    "evaluate": [sys.executable, "-m", "stages.evaluate"]}
+        seconds = {name: [] for name in commands}
+        for _ in range(REPEATS):
+            for name, args in commands.items():
+                seconds[name].append(run_measured(args, scratch)[0])
+    return {name: {"images": count, "seconds": round(statistics.median(times), 1),
+                   "images_per_second": round(count / statistics.median(times), 1)} for name, times in seconds.items()}
+
+
+# ----------------------------------------------------------------------------- the three modes
+
+def bench(repo: Path, params: dict, device: torch.device) -> dict:
+    print("peak matmul rates ...", flush=True)
+    results = {**machine(device), **matmul_peaks()}
+    print("the train stage's epochs and a naive fp32 loop, interleaved ...", flush=True)
+    results.update(training_throughput(params))
+    results.update(shares(results))
+    print("stage costs, no-op repro, fresh pull ...", flush=True)
+    return {**results, **stage_costs(repo), **dvc_overheads(repo), "repeats": REPEATS}
+
+
+def bench_predict(repo: Path, params: dict, device: torch.device) -> dict:
+    return {**machine(device), "tta": params["evaluate"]["tta"], **predict_against_evaluate(repo, params),
+            "repeats": REPEATS}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", action="store_true", help="print where a training step spends its time")
+    parser.add_argument("--predict", action="store_true", help="time commands.predict against the evaluate stage")
+    args = parser.parse_args()
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    if args.profile:
+        print(profile_training(params))
+        return
+    device = setup_torch(0, params["train"]["device"])
+    path, results = ((PREDICT_JSON, bench_predict(Path.cwd(), params, device)) if args.predict
+                     else (RESULTS_JSON, bench(Path.cwd(), params, device)))
+    write_json(path, results)
+    print(yaml.safe_dump(results, sort_keys=False))
+
+
+if __name__ == "__main__":
+    main()
