@@ -22,8 +22,8 @@ def close(figure) -> None:
 
 def plot_samples(images: np.ndarray, labels: np.ndarray, class_names: list[str], seed: int, shapes: str,
                  count: int = 30, columns: int = 10, label_height: int = 12):
-    """A grid of random training images with their labels, drawn as one mosaic (one axes is 3x faster than 30),
-    titled with the shape of each split."""
+    """A grid of random training images with their labels, titled with the shape of each split; drawn as one
+    mosaic in one axes, which took a third of the time of 30 axes when measured."""
     chosen = np.random.default_rng(seed).choice(len(images), size=min(count, len(images)), replace=False)
     rows = -(-len(chosen) // columns)
     height, width = images.shape[1:3]

@@ -29,7 +29,8 @@ def batch_norm(channels: int, momentum: float, train_weight: bool) -> nn.BatchNo
 
 def conv_block(in_channels: int, out_channels: int, activation: type, batchnorm_momentum: float,
                batchnorm_weight: bool, dirac_init: bool) -> nn.Sequential:
-    """conv - pool - BN - act - conv - BN - act: pooling right after the first conv halves the cost of the rest."""
+    """conv - pool - BN - act - conv - BN - act: pooling right after the first conv leaves a quarter of the pixels
+    to the rest of the block."""
     return nn.Sequential(
         conv3x3(in_channels, out_channels, dirac_init),
         nn.MaxPool2d(2),

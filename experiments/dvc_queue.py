@@ -120,7 +120,7 @@ def wait_for(names: list[str]) -> None:
 
 # ----------------------------------------------------------------------------- running the queue
 
-def fingerprint(params: dict, changes: dict) -> str:
+def run_key(params: dict, changes: dict) -> str:
     """What a run's outcome depends on: its params, the committed code of the stages and the data's .dvc files."""
     committed = git("ls-tree", "-r", "HEAD", *CODE_FOLDERS, "dvc.yaml").stdout + git("ls-files", "-s", "*.dvc").stdout
     pipeline = {key: value for key, value in with_changes(params, changes).items() if key not in ("study", "ablation")}
@@ -132,7 +132,7 @@ def read_failures() -> dict:
 
 
 def diverged_before(name: str, key: str, failures: dict) -> bool:
-    return failures.get(name, {}).get("fingerprint") == key
+    return failures.get(name, {}).get("key") == key
 
 
 def run_queue(runs: dict[str, dict]) -> dict[str, str]:
@@ -145,7 +145,7 @@ def run_queue(runs: dict[str, dict]) -> dict[str, str]:
     """
     base = git("rev-parse", "HEAD").stdout.strip()
     params, failures, states = load_params(), read_failures(), queue_states()
-    keys = {name: fingerprint(params, changes) for name, changes in runs.items()}
+    keys = {name: run_key(params, changes) for name, changes in runs.items()}
     diverged = [name for name in runs if diverged_before(name, keys[name], failures)]
     if diverged:
         print(f"kept {len(diverged)} runs that diverged with the same code and params: {', '.join(diverged)}")
@@ -167,7 +167,7 @@ def run_queue(runs: dict[str, dict]) -> dict[str, str]:
     for name in waiting:
         outcomes[name] = finished.get(name) or failure_kind(name)
         if outcomes[name] == "diverged":
-            failures[name] = {"changes": runs[name], "fingerprint": keys[name]}
+            failures[name] = {"changes": runs[name], "key": keys[name]}
     write_json(FAILURES_JSON, failures)
     return outcomes
 

@@ -215,7 +215,7 @@ def sweep_table(sweep: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_curves(histories: dict[str, list[list[dict]]]):
+def plot_optimizer_curves(histories: dict[str, list[list[dict]]]):
     """Each optimizer's mean validation accuracy and loss over its seeds, with a band from lowest to highest."""
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for optimizer, runs in histories.items():
@@ -287,7 +287,7 @@ def main() -> None:
     write_text(TABLE_MD, tables)
     histories = {optimizer: [run["history"] for run in by_seed.values() if run["status"] == "ok"]
                  for optimizer, by_seed in runs.items()}
-    figure = plot_curves({optimizer: runs for optimizer, runs in histories.items() if runs})
+    figure = plot_optimizer_curves({optimizer: runs for optimizer, runs in histories.items() if runs})
     save_figure(figure, OPTIMIZER_CURVES_PNG)
     plt.close(figure)
     print(tables)

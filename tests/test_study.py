@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from classifier.cli import UserError
-from experiments.study import (check_study, compare, comparison_table, next_lr, paired_comparison, plot_curves,
-                          results_table, summary_row, sweep_table)
+from experiments.study import (check_study, compare, comparison_table, next_lr, paired_comparison,
+                               plot_optimizer_curves, results_table, summary_row, sweep_table)
 from tests.conftest import diverging, dvc, make_dvc_repo, repro_and_commit, run, tiny_params, write_params
 
 
@@ -73,7 +73,7 @@ def test_the_tables_show_mean_and_spread_and_say_which_differences_are_clear():
 def test_the_figure_shows_each_optimizer_mean_curve_with_a_band_and_whole_epochs():
     def history(accuracies):
         return [{"epoch": epoch + 1, "val_acc": acc, "val_loss": 1 - acc} for epoch, acc in enumerate(accuracies)]
-    figure = plot_curves({"adam": [history([0.5, 0.7, 0.8]), history([0.6, 0.7, 0.9])],
+    figure = plot_optimizer_curves({"adam": [history([0.5, 0.7, 0.8]), history([0.6, 0.7, 0.9])],
                           "sgd": [history([0.4, 0.5, 0.6]), history([0.4, 0.6, 0.6])]})
     accuracy_axis = figure.axes[0]
     assert [text.get_text() for text in accuracy_axis.get_legend().get_texts()] == ["adam (2 seeds)", "sgd (2 seeds)"]
