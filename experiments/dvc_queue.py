@@ -30,6 +30,7 @@ WORKER_LOGS = ".dvc/tmp/exps/celery/*.out"  # where `dvc queue logs` itself poin
 POLL_SECONDS = 5
 DEAD_POLLS = 3  # polls in a row without a worker before the worker counts as gone (a starting one shows none)
 WAITING = ("Queued", "Running")
+RANK = {"Failed": 0, "Success": 1, "Queued": 2, "Running": 3}  # of one name's several tasks, the liveliest counts
 CODE_FOLDERS = ("stages", "classifier")  # what the stages run: a diverged run's record holds while they stay
 
 
@@ -51,32 +52,35 @@ def with_changes(params: dict, changes: dict) -> dict:
 def queue_states() -> dict[str, str]:
     """Experiment name -> its state in DVC's queue: Queued, Running, Success or Failed (`dvc queue status`, whose
     last column is the state and second the name). A name queued more than once keeps its liveliest state."""
-    rank = {"Failed": 0, "Success": 1, "Queued": 2, "Running": 3}
     states: dict[str, str] = {}
     for row in (line.split() for line in dvc("queue", "status").stdout.splitlines()[1:]):
-        if len(row) >= 4 and row[-1] in rank and rank[row[-1]] >= rank[states.get(row[1], "Failed")]:
+        if len(row) >= 4 and row[-1] in RANK and RANK[row[-1]] >= RANK[states.get(row[1], "Failed")]:
             states[row[1]] = row[-1]
     return states
 
 
-def finished_experiments(base: str) -> dict[str, str]:
-    """Experiment name -> commit, for the experiments of commit base that finished (queued or in the workspace).
-
-    Read through DVC's API, which also looks into running experiments' temporary workspaces and fails when
-    one disappears while it looks: tried again then.
-    """
+def experiments_of(base: str) -> dict[str, tuple[str, str]]:
+    """Experiment name -> (state, revision) for the experiments queued or run from commit base: the state is
+    Queued, Running, Success or Failed (Success too for a run in the workspace), the revision the experiment's
+    commit once it succeeded. Read through DVC's API, which also looks into running experiments' temporary
+    workspaces and fails when one disappears while it looks: tried again then."""
     import dvc.api  # here, not at the top: it takes a second to import
 
     for _ in range(4):
         with contextlib.suppress(Exception):  # a queued run's workspace came or went while DVC read it
-            return finished_in(dvc.api.exp_show(".", revs=base))
+            return liveliest(dvc.api.exp_show(".", revs=base))
         time.sleep(POLL_SECONDS)
-    return finished_in(dvc.api.exp_show(".", revs=base))
+    return liveliest(dvc.api.exp_show(".", revs=base))
 
 
-def finished_in(rows: list[dict]) -> dict[str, str]:
-    return {row["Experiment"]: row["rev"] for row in rows
-            if row["typ"] != "baseline" and row["Experiment"] and row["State"] in (None, "Success")}
+def liveliest(rows: list[dict]) -> dict[str, tuple[str, str]]:
+    """A name queued more than once keeps its liveliest state."""
+    states: dict[str, tuple[str, str]] = {}
+    for row in rows:
+        name, state = row["Experiment"], row["State"] or "Success"
+        if row["typ"] != "baseline" and name and RANK[state] >= RANK[states.get(name, ("Failed", ""))[0]]:
+            states[name] = (state, row["rev"])
+    return states
 
 
 def worker_running() -> bool:
@@ -140,17 +144,18 @@ def run_queue(runs: dict[str, dict]) -> dict[str, str]:
 
     Returns name -> the experiment's commit, or "diverged" / "failed" for a run that left no experiment.
     An experiment of the same name from this commit is replaced; the run cache restores it in seconds when
-    nothing it depends on changed. A run already queued or running (by an interrupted run of this command)
-    is waited for, not queued twice.
+    nothing it depends on changed. A run already queued or running from this commit (by an interrupted run of
+    this command) is waited for, not queued twice: DVC would keep only one of the two results.
     """
     base = git("rev-parse", "HEAD").stdout.strip()
-    params, failures, states = load_params(), read_failures(), queue_states()
+    params, failures, mine = load_params(), read_failures(), experiments_of(base)
     keys = {name: run_key(params, changes) for name, changes in runs.items()}
     diverged = [name for name in runs if diverged_before(name, keys[name], failures)]
     if diverged:
         print(f"kept {len(diverged)} runs that diverged with the same code and params: {', '.join(diverged)}")
-    to_queue = [name for name in runs if name not in diverged and states.get(name) not in WAITING]
-    replaced = [name for name in to_queue if name in finished_experiments(base)]
+    state = {name: mine.get(name, ("Failed", ""))[0] for name in runs}
+    to_queue = [name for name in runs if name not in diverged and state[name] not in WAITING]
+    replaced = [name for name in to_queue if state[name] == "Success"]
     if replaced:
         dvc("exp", "remove", *replaced)
     for name in to_queue:
@@ -162,7 +167,7 @@ def run_queue(runs: dict[str, dict]) -> dict[str, str]:
               f"{', '.join(waiting)}", flush=True)
         start_worker()
         wait_for(waiting)
-    finished = finished_experiments(base)
+    finished = {name: rev for name, (state, rev) in experiments_of(base).items() if state == "Success"}
     outcomes = {name: "diverged" for name in diverged}
     for name in waiting:
         outcomes[name] = finished.get(name) or failure_kind(name)
