@@ -125,7 +125,7 @@ def ablation_block(root: Path) -> str:
                      f"{row['train_seconds']:,.0f}"])
     tta_rows = [[TTA_NAMES[row["tta"]], percent(row["test_acc"]), f"{row['seconds']:.0f}"] for row in ablation["tta"]]
     return (table(["run", "change from the reference", "test accuracy", "Δ points", "PFLOP", "train s"], rows)
-            + "\nTest-time augmentation, on the committed model:\n\n"
+            + "\nTest-time augmentation, on the model committed when the ablation ran:\n\n"
             + table(["test-time views", "test accuracy", "evaluation s"], tta_rows))
 
 
