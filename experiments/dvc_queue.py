@@ -49,14 +49,25 @@ def with_changes(params: dict, changes: dict) -> dict:
 
 # ----------------------------------------------------------------------------- what DVC says of the queue
 
+def queue_rows() -> list[list[str]]:
+    """`dvc queue status` as rows: the task id first, the name second, the state last; newest tasks first."""
+    rows = [line.split() for line in dvc("queue", "status").stdout.splitlines()[1:]]
+    return [row for row in rows if len(row) >= 4 and row[-1] in RANK]
+
+
 def queue_states() -> dict[str, str]:
-    """Experiment name -> its state in DVC's queue: Queued, Running, Success or Failed (`dvc queue status`, whose
-    last column is the state and second the name). A name queued more than once keeps its liveliest state."""
+    """Experiment name -> its state in DVC's queue: Queued, Running, Success or Failed. A name queued more than
+    once keeps its liveliest state."""
     states: dict[str, str] = {}
-    for row in (line.split() for line in dvc("queue", "status").stdout.splitlines()[1:]):
-        if len(row) >= 4 and row[-1] in RANK and RANK[row[-1]] >= RANK[states.get(row[1], "Failed")]:
-            states[row[1]] = row[-1]
+    for _, name, *_, state in queue_rows():
+        if RANK[state] >= RANK[states.get(name, "Failed")]:
+            states[name] = state
     return states
+
+
+def newest_task(name: str) -> str:
+    """The id of the newest queue task of that name: `dvc queue logs NAME` may show an older one's log."""
+    return next(task for task, task_name, *_ in queue_rows() if task_name == name)
 
 
 def experiments_of(base: str) -> dict[str, tuple[str, str]]:
@@ -178,7 +189,8 @@ def run_queue(runs: dict[str, dict]) -> dict[str, str]:
 
 
 def failure_kind(name: str) -> str:
-    return "diverged" if "training diverged" in dvc("queue", "logs", name, check=False).stdout else "failed"
+    log = dvc("queue", "logs", newest_task(name), check=False).stdout
+    return "diverged" if "training diverged" in log else "failed"
 
 
 def collect(name: str, outcomes: dict[str, str]) -> dict:

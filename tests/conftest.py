@@ -202,3 +202,12 @@ def repro_and_commit(repo: Path) -> Path:
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-q", "-m", "baseline results"], repo)
     return repo
+
+
+def queue_logs(repo: Path, names: list[str]) -> dict[str, str]:
+    """The log of each name's newest queue task (`dvc queue logs NAME` may show an older one's)."""
+    newest = {}
+    for row in dvc("queue", "status", cwd=repo).splitlines()[1:]:
+        task, name = (row.split() + ["", ""])[:2]
+        newest.setdefault(name, task)
+    return {name: dvc("queue", "logs", newest[name], cwd=repo) for name in names}

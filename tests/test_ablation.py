@@ -7,7 +7,7 @@ import pytest
 from classifier.cli import UserError
 from experiments.ablation import check_ablation
 from experiments.dvc_queue import with_changes
-from tests.conftest import dvc, make_dvc_repo, repro_and_commit, run, tiny_params, write_params
+from tests.conftest import dvc, make_dvc_repo, queue_logs, repro_and_commit, run, tiny_params, write_params
 
 
 def test_with_changes_sets_dotted_keys_on_a_copy(params):
@@ -48,8 +48,9 @@ def test_ablation_runs_on_a_real_dvc_queue(tmp_path):
     params["ablation"]["runs"] = {"random-flip": {"train.flip": "none"}}
     write_params(repo, {**params, "data": {**params["data"], "raw": "data/raw/cifar10.tar"}})
     run(["python", "-m", "experiments.ablation"], repo)
-    assert "Stage 'train' is cached - skipping run" in dvc("queue", "logs", "ablate-reference", cwd=repo)
-    assert "Running stage 'train'" in dvc("queue", "logs", "ablate-random-flip", cwd=repo)
+    logs = queue_logs(repo, ["ablate-reference", "ablate-random-flip"])
+    assert "Stage 'train' is cached - skipping run" in logs["ablate-reference"]
+    assert "Running stage 'train'" in logs["ablate-random-flip"]
     rerun = json.loads((repo / "reports/ablation.json").read_text())
     assert rerun["runs"][0] == ablation["runs"][0]
     assert rerun["runs"][1]["changes"] == {"train.flip": "none"} and rerun["runs"][1]["status"] == "ok"

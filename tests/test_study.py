@@ -16,7 +16,8 @@ import yaml
 from classifier.cli import UserError
 from experiments.study import (check_study, compare, comparison_table, next_lr, paired_comparison,
                                plot_optimizer_curves, results_table, summary_row, sweep_table)
-from tests.conftest import diverging, dvc, make_dvc_repo, repro_and_commit, run, tiny_params, write_params
+from tests.conftest import (diverging, dvc, make_dvc_repo, queue_logs, repro_and_commit, run, tiny_params,
+                            write_params)
 
 
 def finished(test_acc, test_loss=0.9, epochs_to_target=2, gap=-0.01, seconds=10.0):
@@ -93,10 +94,6 @@ def tiny_study(tmp_path) -> Path:
                        "target_val_acc": 0.3,
                        "sweep": {"factors": [1], "widen": 1e6, "max_widenings": 1, "changes": {"train.epochs": 4}}}
     return repro_and_commit(make_dvc_repo(tmp_path / "repo", params))
-
-
-def queue_logs(repo: Path, names) -> dict[str, str]:
-    return {name: dvc("queue", "logs", name, cwd=repo) for name in names}
 
 
 @pytest.mark.e2e
