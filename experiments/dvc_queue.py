@@ -50,7 +50,7 @@ def with_changes(params: dict, changes: dict) -> dict:
 # ----------------------------------------------------------------------------- what DVC says of the queue
 
 def queue_rows() -> list[list[str]]:
-    """`dvc queue status` as rows: the task id first, the name second, the state last; newest tasks first."""
+    """`dvc queue status` as rows: the task id first, the name second, the state last."""
     rows = [line.split() for line in dvc("queue", "status").stdout.splitlines()[1:]]
     return [row for row in rows if len(row) >= 4 and row[-1] in RANK]
 
@@ -66,8 +66,11 @@ def queue_states() -> dict[str, str]:
 
 
 def newest_task(name: str) -> str:
-    """The id of the newest queue task of that name: `dvc queue logs NAME` may show an older one's log."""
-    return next(task for task, task_name, *_ in queue_rows() if task_name == name)
+    """The id of the newest queue task of that name: `dvc queue logs NAME` may show an older one's log, and
+    `dvc queue status` lists tasks in the order of its broker's file names, not by age. A task's id is the
+    commit DVC made when it was queued, so the commit's time says which is newest."""
+    tasks = [task for task, task_name, *_ in queue_rows() if task_name == name]
+    return max(tasks, key=lambda task: int(git("show", "-s", "--format=%ct", task).stdout))
 
 
 def experiments_of(base: str) -> dict[str, tuple[str, str]]:

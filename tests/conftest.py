@@ -1,5 +1,6 @@
 """Tiny image folders and params that make every stage run in seconds."""
 
+import contextlib
 import copy
 import os
 import shutil
@@ -15,6 +16,7 @@ import yaml
 from PIL import Image
 
 from classifier.gitdvc import run_command
+from experiments.dvc_queue import newest_task
 from stages import evaluate, prepare, train
 from tools.scratch import copy_code
 
@@ -206,8 +208,6 @@ def repro_and_commit(repo: Path) -> Path:
 
 def queue_logs(repo: Path, names: list[str]) -> dict[str, str]:
     """The log of each name's newest queue task (`dvc queue logs NAME` may show an older one's)."""
-    newest = {}
-    for row in dvc("queue", "status", cwd=repo).splitlines()[1:]:
-        task, name = (row.split() + ["", ""])[:2]
-        newest.setdefault(name, task)
-    return {name: dvc("queue", "logs", newest[name], cwd=repo) for name in names}
+    with contextlib.chdir(repo):
+        newest = {name: newest_task(name) for name in names}
+    return {name: dvc("queue", "logs", task, cwd=repo) for name, task in newest.items()}
