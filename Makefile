@@ -5,7 +5,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: pipeline test test-fast setup data download lint bench bench-predict ablation study predict readme review soak
+.PHONY: pipeline test test-fast setup data download lint bench bench-predict gpu-check ablation study predict readme review soak
 
 ## set up, pull the data, run every stage, show the metrics
 pipeline: data
@@ -46,18 +46,22 @@ bench: pipeline
 	python -m tools.bench
 	python -m tools.readme
 
+## on a machine with an NVIDIA GPU: the default params trained on it as experiment gpu-check, timed against its bf16 peak
+gpu-check: data
+	python -m tools.gpu_check
+
 ## images per second of `make predict` on the 10,000 test images as files, against the evaluate stage (bench/predict.json)
 bench-predict: pipeline
 	python -m tools.bench --predict
 
 ## what each piece of the training recipe is worth: queued DVC experiments at a shorter budget (reports/ablation.json)
 ablation: pipeline
-	python -m experiments.ablation
+	python -m experiments.ablation $(if $(SHARD),--shard $(SHARD))
 	python -m tools.readme
 
 ## the optimizer study: a self-widening lr sweep, then every optimizer over 3 seeds, as queued DVC experiments
 study: pipeline
-	python -m experiments.study
+	python -m experiments.study $(if $(SHARD),--shard $(SHARD))
 	python -m tools.readme
 
 ## classify your own images with the trained model: make predict IMAGES="photo.jpg my-folder/ photos.tar" [OUT=table.csv]
@@ -79,5 +83,7 @@ readme: setup
 soak: setup
 	pytest -m soak -s -q
 
+## ruff, and the GitHub workflows against GitHub's schema (check-jsonschema ships it: no network needed)
 lint: setup
 	ruff check .
+	check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml

@@ -1,8 +1,12 @@
-"""Where and in which precision the model runs: seeds, threads, CUDA or CPU, bf16 or fp32."""
+"""Where and in which precision the model runs: seeds, threads, which CUDA device or the CPU, bf16 or fp32."""
 
+import atexit
 import contextlib
+import fcntl
 import os
 import random
+from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -11,16 +15,59 @@ from classifier.cli import UserError
 
 
 def setup_torch(seed: int, device_name: str) -> torch.device:
-    """Seed every generator, use every core we are allowed (one thread per core), pick the device."""
+    """Seed every generator, use every core we are allowed (one thread per core, shared among the processes of
+    a distributed run), pick the device: in a distributed run on GPUs, the one of this process's local rank."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // local_processes))
     if device_name == "cuda" and not torch.cuda.is_available():
         raise UserError("params.yaml: 'train.device' is 'cuda' but no CUDA device is visible; use auto or cpu")
+    if device_name != "cpu" and torch.cuda.is_available() and local_processes > 1:
+        return torch.device(f"cuda:{os.environ['LOCAL_RANK']}")
+    if device_name == "auto" and torch.cuda.device_count() > 1:
+        return torch.device(claim_device([f"cuda:{k}" for k in range(torch.cuda.device_count())], claims_folder()))
     if device_name == "auto":
         device_name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(device_name)
+
+
+# ----------------------------------------------------------------------------- several GPUs, several experiments
+
+def claims_folder() -> Path:
+    """Where running stages say which device they use: in the repository the experiments were queued from
+    (DVC_ROOT), so that the queue's experiments, each in its own temporary workspace, see each other's claims."""
+    return Path(os.environ.get("DVC_ROOT", ".")) / "checkpoints" / "devices"
+
+
+def least_busy(devices: list[str], running: Counter) -> str:
+    """The device with the fewest experiments running on it; of several, the first in the list."""
+    return min(devices, key=lambda device: running[device])
+
+
+def claim_device(devices: list[str], folder: Path) -> str:
+    """Claim the least busy device for the rest of this process: a file <device>@<pid> in folder, chosen and
+    written under a lock, so that experiments the queue starts at once (`dvc queue start -j N`) spread over
+    the devices. DVC assigns no devices itself. The claim goes when the process ends; a claim whose process is
+    gone (kill -9) does not count."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        running = Counter(claim.name.split("@")[0] for claim in folder.glob("*@*") if alive(claim.name.split("@")[1]))
+        device = least_busy(devices, running)
+        claim = folder / f"{device}@{os.getpid()}"
+        claim.touch()
+    atexit.register(claim.unlink, missing_ok=True)
+    return device
+
+
+def alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

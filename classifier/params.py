@@ -42,7 +42,7 @@ KNOWN_KEYS = {
     "optimizers": None,
     "train": {"epochs", "batch_size", "lr_schedule", "warmup_fraction", "lr_start_factor", "lr_end_factor",
               "label_smoothing", "flip", "translate", "whiten_bias_epochs", "lookahead_every", "lookahead_decay",
-              "precision", "device", "resume"},
+              "precision", "device", "processes", "resume"},
     "evaluate": {"tta"},
     "plot": {"overfit_gap", "underfit_accuracy"},
     "study": None,      # the experiment drivers' own sections: experiments/study.py and ablation.py check them
@@ -182,6 +182,11 @@ def check_train(params: dict) -> None:
     choice(params, "train.precision", PRECISIONS)
     choice(params, "train.device", DEVICES)
     boolean(params, "train.resume")
+    processes = number(params, "train.processes", 1, 1024, integer=True)
+    batch_size = get(params, "train.batch_size")
+    require(batch_size % processes == 0, "train.batch_size",
+            f"a multiple of train.processes ({processes}): each process takes an equal share of every batch",
+            batch_size)
     check_model(params)
     check_optimizer(params)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from classifier import distributed
 from classifier.cli import UserError
 from classifier.outputs import RESUME_FILE, save_torch
 from classifier.training import Run
@@ -23,12 +24,13 @@ def fingerprint(params: dict, splits: list[tuple]) -> str:
     return digest.hexdigest()
 
 
-def save_state(run: Run, epoch: int, history: list[dict], train_flops: float, key: str) -> None:
-    """Everything the next epoch depends on, written whole."""
+def save_state(run: Run, epoch: int, history: list[dict], train_flops: float, key: str,
+               rng_states: list[torch.Tensor]) -> None:
+    """Everything the next epoch depends on, written whole; rng_states holds each process's dropout generator."""
     state = {"epoch": epoch, "fingerprint": key, "model": run.model.state_dict(),
              "optimizer": run.optimizer.state_dict(), "schedule": run.schedule.state_dict(),
              "lookahead": run.lookahead.average, "generator": run.generator.get_state(),
-             "torch_rng": torch.get_rng_state(), "history": history, "train_flops": train_flops}
+             "torch_rng": rng_states, "history": history, "train_flops": train_flops}
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
     save_torch(RESUME_FILE, state)
@@ -69,6 +71,6 @@ def restore(run: Run, state: dict) -> None:
     for average, saved in zip(run.lookahead.average, state["lookahead"]):
         average.copy_(saved)
     run.generator.set_state(state["generator"])
-    torch.set_rng_state(state["torch_rng"])
+    torch.set_rng_state(state["torch_rng"][distributed.rank()])
     if "cuda_rng" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])

@@ -12,6 +12,9 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
+from torch.nn.parallel import DistributedDataParallel
+
+from classifier import distributed
 from classifier.augment import training_batches
 from classifier.cli import UserError
 from classifier.device import autocast, resolve_precision, setup_torch
@@ -40,6 +43,7 @@ class Run:
     mean: torch.Tensor
     std: torch.Tensor
     model: nn.Module
+    net: nn.Module  # what trains: the model, or its DistributedDataParallel wrapper in a distributed run
     optimizer: torch.optim.Optimizer
     schedule: torch.optim.lr_scheduler.LambdaLR
     lookahead: Lookahead
@@ -67,9 +71,14 @@ def check_fits(params: dict, images: np.ndarray, class_names: list[str]) -> None
 
 
 def start_run(params: dict, images: np.ndarray, labels: np.ndarray, class_names: list[str]) -> Run:
-    """Seeds, device, normalisation, the model (its whitening conv set from the data), optimizer and schedule."""
+    """Seeds, device, normalisation, the model (its whitening conv set from the data), optimizer and schedule.
+
+    In a distributed run (train.processes > 1) every process sets up the same run, and seeds its own dropout.
+    """
     train_params, batch_size = params["train"], params["train"]["batch_size"]
-    device = setup_torch(params["seed"], train_params["device"])
+    device = setup_torch(params["seed"] + distributed.rank(), train_params["device"])
+    if distributed.launched():
+        distributed.start(device)
     stats = channel_stats(images)
     mean, std = stats_tensors(*stats, device)
     images, labels = torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device)
@@ -85,44 +94,70 @@ def start_run(params: dict, images: np.ndarray, labels: np.ndarray, class_names:
     generator = torch.Generator().manual_seed(params["seed"])
     flip_bits = torch.rand(len(images), generator=generator) < 0.5
     return Run(params, device, resolve_precision(train_params["precision"], device), images, labels, stats, mean,
-               std, model, optimizer, schedule, lookahead, generator, flip_bits, steps_per_epoch)
+               std, model, model, optimizer, schedule, lookahead, generator, flip_bits, steps_per_epoch)
+
+
+def wrapped(model: nn.Module, device: torch.device) -> nn.Module:
+    """The model for a distributed run: DistributedDataParallel averages the gradients of the processes after
+    every backward pass. Batch norm keeps its statistics per process (each normalises its own share of the
+    batch, as on one process; no SyncBatchNorm, which would cost a collective per layer and step), and DDP
+    gives every process rank 0's running statistics before each forward pass, so the saved model has them."""
+    if distributed.world_size() == 1:
+        return model
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def train_epoch(run: Run, epoch: int, steps: int | None = None) -> tuple[float, float, float]:
     """Epoch `epoch` (from 0) of the run, or its first `steps` batches: train loss and accuracy, and the FLOPs.
 
     The whitening conv's bias trains for the first train.whiten_bias_epochs only: frozen, it saves the first
-    block's input gradient. After the last epoch the weights move to lookahead's average.
+    block's input gradient. After the last epoch the weights move to lookahead's average. In a distributed run
+    every process cuts the same batches and trains on its share of each; loss and accuracy are over all shares.
     """
     train_params = run.params["train"]
-    if hasattr(run.model, "whiten"):
-        run.model.whiten.bias.requires_grad_(epoch < train_params["whiten_bias_epochs"])
+    trains_bias = epoch < train_params["whiten_bias_epochs"]
+    if hasattr(run.model, "whiten") and run.model.whiten.bias.requires_grad != trains_bias:
+        run.model.whiten.bias.requires_grad_(trains_bias)
+        run.net = run.model  # DDP reduces the gradients of the parameters that trained when it was made
+    if run.net is run.model:
+        run.net = wrapped(run.model, run.device)
     steps = steps or run.steps_per_epoch
     sample = to_input(run.images[:2], run.mean, run.std, run.device)
     flops = training_flops_per_image(run.model, sample) * steps * train_params["batch_size"]
     batches = training_batches(run.images, run.labels, run.mean, run.std, train_params, run.device, run.generator,
                                epoch, run.flip_bits)
-    loss, accuracy = train_one_epoch(run.model, run.optimizer, run.schedule, itertools.islice(batches, steps), steps,
-                                     run.precision, train_params["label_smoothing"], run.device, run.lookahead,
-                                     desc=f"epoch {epoch + 1}/{train_params['epochs']}")
+    totals = train_one_epoch(run.net, run.optimizer, run.schedule, share(itertools.islice(batches, steps)), steps,
+                             run.precision, train_params["label_smoothing"], run.device, run.lookahead,
+                             desc=f"epoch {epoch + 1}/{train_params['epochs']}")
     if epoch == train_params["epochs"] - 1:
         run.lookahead.finish()
-    return loss, accuracy, flops
+    total_loss, total_correct, total_seen = distributed.sum_across(list(totals))
+    return total_loss / total_seen, total_correct / total_seen, flops
+
+
+def share(batches):
+    """This process's rows of every batch: all of them, or one contiguous part in a distributed run."""
+    world, rank = distributed.world_size(), distributed.rank()
+    for x, y in batches:
+        size = len(x) // world
+        yield x[rank * size:(rank + 1) * size], y[rank * size:(rank + 1) * size]
 
 
 # ----------------------------------------------------------------------------- one epoch
 
 def train_one_epoch(model, optimizer, schedule, batches, steps: int, precision: str, label_smoothing: float,
-                    device: torch.device, lookahead: Lookahead | None = None, desc: str = "train"):
-    """One pass over the batches; returns plain cross-entropy and accuracy on them."""
+                    device: torch.device, lookahead: Lookahead | None = None,
+                    desc: str = "train") -> tuple[float, float, int]:
+    """One pass over the batches; plain cross-entropy summed over the images, the images right, the images."""
     model.train()
     total_loss = total_correct = total_seen = 0.0
-    progress = tqdm(batches, total=steps, desc=desc, leave=False, mininterval=1.0)
+    progress = tqdm(batches, total=steps, desc=desc, leave=False, mininterval=1.0,
+                    disable=not distributed.is_main())
     for step, (x, y) in enumerate(progress, start=1):
         with autocast(device, precision):
             logits = model(x).float()
         loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
-        if not torch.isfinite(loss):
+        if not (torch.isfinite(loss) if distributed.world_size() == 1 else distributed.all_finite(loss)):
             raise TrainingDiverged(f"training diverged (loss {loss.item()}) at step {step} of {desc}; "
                                    "lower the optimizer's lr in params.yaml")
         optimizer.zero_grad(set_to_none=True)
@@ -137,7 +172,7 @@ def train_one_epoch(model, optimizer, schedule, batches, steps: int, precision: 
             total_seen += len(y)
         progress.set_postfix(loss=f"{total_loss / total_seen:.3f}", acc=f"{total_correct / total_seen:.3f}",
                              refresh=False)
-    return total_loss / total_seen, total_correct / total_seen
+    return total_loss, total_correct, total_seen
 
 
 def training_flops_per_image(model: nn.Module, sample: torch.Tensor) -> float:

@@ -9,7 +9,9 @@
 2. Test-time augmentation: the committed model (models/model.pt) scored on the test split with each choice of
    evaluate.tta; no retraining, so this part takes a minute.
 
-Writes reports/ablation.json; `python -m tools.readme` turns it into the README's ablation table.
+Writes reports/ablation.json; `python -m tools.readme` turns it into the README's ablation table. On N
+machines, `make ablation SHARD=K/N` on each runs every N-th training run and pushes it; then `make ablation` on
+any one of them pulls them all and writes the report without training again.
 """
 
 import time
@@ -24,7 +26,7 @@ from classifier.models import load_checkpoint
 from classifier.outputs import MODEL_FILE, write_json
 from classifier.params import (PARAMS_FILE, TTA_VIEWS, check_eval, check_known_keys, check_train, get, load_params,
                                require)
-from experiments.dvc_queue import collect, run_queue, with_changes
+from experiments.dvc_queue import collect, machine_args, my_share, pull_runs, push_runs, run_queue, with_changes
 
 ABLATION_JSON = Path("reports/ablation.json")
 
@@ -43,12 +45,17 @@ def check_ablation(params: dict) -> None:
         check_eval(changed)
 
 
+def training_runs(params: dict) -> dict[str, dict]:
+    """Experiment name -> params changes: the reference, then every ablation run, in params order."""
+    ablation = params["ablation"]
+    return {f"ablate-{name}": {**ablation["reference"], **change}
+            for name, change in {"reference": {}, **ablation["runs"]}.items()}
+
+
 def training_rows(params: dict) -> list[dict]:
     """Queue and run the reference and every ablation run; one row of results per run, in params order."""
-    ablation = params["ablation"]
-    changes = {"reference": {}, **ablation["runs"]}
-    runs = {f"ablate-{name}": {**ablation["reference"], **change} for name, change in changes.items()}
-    refs = run_queue(runs)
+    changes = {"reference": {}, **params["ablation"]["runs"]}
+    refs = run_queue(training_runs(params))
     rows = []
     for name, change in changes.items():
         result = collect(f"ablate-{name}", refs)
@@ -73,9 +80,24 @@ def tta_rows(params: dict) -> list[dict]:
     return rows
 
 
+def run_shard(params: dict, shard: tuple[int, int], git_remote: str) -> None:
+    """This machine's share of the training runs, pushed for the machine that writes the report."""
+    runs = training_runs(params)
+    names = my_share(list(runs), shard)
+    if names:
+        run_queue({name: runs[name] for name in names})
+        push_runs(git_remote)
+    print(f"shard {shard[0]}/{shard[1]} ran {', '.join(names) or 'nothing (more shards than runs)'}; once every "
+          "shard has finished, `make ablation` on any machine pulls their runs and writes the report")
+
+
 def main() -> None:
+    shard, git_remote = machine_args(__doc__)
     params = load_params()
     check_ablation(params)
+    if shard is not None:
+        return run_shard(params, shard, git_remote)
+    pull_runs(git_remote)
     tta = tta_rows(params)
     rows = training_rows(params)
     write_json(ABLATION_JSON, {"reference": params["ablation"]["reference"], "runs": rows, "tta": tta})

@@ -8,22 +8,26 @@ run cache records only stages that succeeded, so a run that diverged is recorded
 checkpoints/queue-failures.json, by the code, data and params it ran with.
 """
 
+import argparse
 import contextlib
 import copy
 import csv
 import hashlib
 import io
 import json
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from classifier.cli import UserError
 from classifier.fit import parse_history
 from classifier.gitdvc import dvc, git, read_at
 from classifier.outputs import EVALUATE_METRICS, HISTORY_CSV, TIMING_METRICS, TRAIN_METRICS, write_json
-from classifier.params import get, load_params
+from classifier.params import PARAMS_FILE, get, load_params
 
 FAILURES_JSON = Path("checkpoints/queue-failures.json")
 WORKER_LOGS = ".dvc/tmp/exps/celery/*.out"  # where `dvc queue logs` itself points when a worker failed
@@ -104,9 +108,13 @@ def worker_running() -> bool:
 
 
 def start_worker() -> None:
-    """One worker, one experiment at a time. Its output goes nowhere: a worker holding our pipes open would
-    make this wait for the whole queue (and hang with it)."""
-    subprocess.run([sys.executable, "-m", "dvc", "queue", "start", "--jobs", "1"], stdout=subprocess.DEVNULL,
+    """One worker: one experiment at a time, or one per GPU where there are several (each experiment's stages
+    then claim the least busy GPU: classifier.device). Its output goes nowhere: a worker holding our pipes open
+    would make this wait for the whole queue (and hang with it)."""
+    import torch  # here, not at the top: only the worker's count needs it
+
+    jobs = max(1, torch.cuda.device_count())
+    subprocess.run([sys.executable, "-m", "dvc", "queue", "start", "--jobs", str(jobs)], stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL, check=True)
 
 
@@ -157,9 +165,10 @@ def run_queue(runs: dict[str, dict]) -> dict[str, str]:
     """Run one queued experiment per run (name -> params to set), one at a time, and wait for all of them.
 
     Returns name -> the experiment's commit, or "diverged" / "failed" for a run that left no experiment.
-    An experiment of the same name from this commit is replaced; the run cache restores it in seconds when
-    nothing it depends on changed. A run already queued or running from this commit (by an interrupted run of
-    this command) is waited for, not queued twice: DVC would keep only one of the two results.
+    An experiment of the same name from this commit is kept when it ran with the same params (here, or on
+    another machine that pushed it), and replaced otherwise: the run cache restores it in seconds when nothing
+    it depends on changed. A run already queued or running from this commit (by an interrupted run of this
+    command) is waited for, not queued twice: DVC would keep only one of the two results.
     """
     base = git("rev-parse", "HEAD").stdout.strip()
     params, failures, mine = load_params(), read_failures(), experiments_of(base)
@@ -168,14 +177,17 @@ def run_queue(runs: dict[str, dict]) -> dict[str, str]:
     if diverged:
         print(f"kept {len(diverged)} runs that diverged with the same code and params: {', '.join(diverged)}")
     state = {name: mine.get(name, ("Failed", ""))[0] for name in runs}
-    to_queue = [name for name in runs if name not in diverged and state[name] not in WAITING]
+    kept = [name for name in runs if state[name] == "Success" and ran_with(mine[name][1], params, runs[name])]
+    if kept:
+        print(f"kept {len(kept)} runs that finished from this commit with the same params: {', '.join(kept)}")
+    to_queue = [name for name in runs if name not in diverged + kept and state[name] not in WAITING]
     replaced = [name for name in to_queue if state[name] == "Success"]
     if replaced:
         dvc("exp", "remove", *replaced)
     for name in to_queue:
         dvc("exp", "run", "--queue", "-n", name,
             *[arg for key, value in runs[name].items() for arg in ("-S", f"{key}={json.dumps(value)}")])
-    waiting = [name for name in runs if name not in diverged]
+    waiting = [name for name in runs if name not in diverged + kept]
     if waiting:
         print(f"running {len(waiting)} queued experiments (the run cache restores those that ran before): "
               f"{', '.join(waiting)}", flush=True)
@@ -183,12 +195,17 @@ def run_queue(runs: dict[str, dict]) -> dict[str, str]:
         wait_for(waiting)
     finished = {name: rev for name, (state, rev) in experiments_of(base).items() if state == "Success"}
     outcomes = {name: "diverged" for name in diverged}
-    for name in waiting:
+    for name in [name for name in runs if name not in diverged]:
         outcomes[name] = finished.get(name) or failure_kind(name)
         if outcomes[name] == "diverged":
             failures[name] = {"changes": runs[name], "key": keys[name]}
     write_json(FAILURES_JSON, failures)
     return outcomes
+
+
+def ran_with(rev: str, params: dict, changes: dict) -> bool:
+    """Whether the experiment at rev ran with params and these changes (its params.yaml, as `-S` left it)."""
+    return yaml.safe_load(read_at(rev, PARAMS_FILE)) == with_changes(params, changes)
 
 
 def failure_kind(name: str) -> str:
@@ -204,3 +221,50 @@ def collect(name: str, outcomes: dict[str, str]) -> dict:
     history = parse_history(list(csv.DictReader(io.StringIO(read_at(sha, HISTORY_CSV)))))
     trained = {**json.loads(read_at(sha, TRAIN_METRICS)), **json.loads(read_at(sha, TIMING_METRICS))}
     return {"status": "ok", "train": trained, "test": json.loads(read_at(sha, EVALUATE_METRICS)), "history": history}
+
+
+# ----------------------------------------------------------------------------- several machines
+
+def machine_args(doc: str) -> tuple[tuple[int, int] | None, str]:
+    """The command line of the study and the ablation: this machine's shard, if any, and the Git remote."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shard", metavar="K/N", help="run only the K-th of N shares of the runs and push them "
+                        "(make ... SHARD=K/N); without it, pull what the shards pushed and write the report")
+    parser.add_argument("--git-remote", default="origin", help="the Git remote that experiments go through")
+    args = parser.parse_args()
+    return parse_shard(args.shard), args.git_remote
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """SHARD=K/N: this machine runs the K-th of N shares of the runs (K from 1); None runs all of them."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"(\d+)/(\d+)", text)
+    if not match or not 1 <= int(match[1]) <= int(match[2]):
+        raise UserError(f"SHARD={text}: give K/N with 1 <= K <= N, e.g. SHARD=2/3 on the second of three machines")
+    return int(match[1]), int(match[2])
+
+
+def my_share(items: list, shard: tuple[int, int] | None) -> list:
+    """Every N-th item from the K-th: the N shares together hold each item once."""
+    return items if shard is None else items[shard[0] - 1::shard[1]]
+
+
+def push_runs(git_remote: str) -> None:
+    """Share this commit's experiments: their Git refs to git_remote, their outputs and the run cache to the
+    default DVC remote (which must be writable)."""
+    print(f"pushing this commit's experiments to '{git_remote}' and their outputs to the DVC remote", flush=True)
+    dvc("exp", "push", "--run-cache", "--rev", "HEAD", git_remote)
+
+
+def pull_runs(git_remote: str) -> None:
+    """The experiments that other machines pushed from this commit, with their outputs and run cache; a
+    warning, not an error, when the remote cannot be reached (their runs then run here again)."""
+    if git_remote not in git("remote").stdout.split():
+        return
+    print(f"pulling the experiments that other machines pushed from this commit to '{git_remote}'", flush=True)
+    pulled = dvc("exp", "pull", "--run-cache", "--rev", "HEAD", git_remote, check=False)
+    if pulled.returncode != 0:
+        reason = (pulled.stderr or pulled.stdout).strip().splitlines()[-1:]
+        print(f"warning: could not pull experiments from '{git_remote}' ({' '.join(reason)}); the runs that other "
+              "machines pushed will run here again", flush=True)

@@ -13,7 +13,11 @@
 
 Every run is an ordinary queued DVC experiment (sweep-<optimizer>-<lr>, study-<optimizer>-seed<n>), visible
 in `dvc exp show` and comparable with `dvc exp diff` and `dvc plots diff`. Interrupted or run again, the study
-trains nothing twice: DVC's run cache restores every run that finished (stages/experiments.py).
+trains nothing twice: it keeps the experiments that finished, and DVC's run cache restores the rest.
+
+On N machines (make study SHARD=K/N, K = 1..N): each runs the sweep and the seeds of every N-th optimizer and
+pushes its experiments (`dvc exp push --run-cache`); then `make study` on any one of them pulls them all and
+writes the report without training again.
 """
 
 import math
@@ -34,7 +38,8 @@ from classifier.cli import run_main  # noqa: E402
 from classifier.outputs import save_figure, write_json, write_text  # noqa: E402
 from classifier.params import (OPTIMIZERS, PARAMS_FILE, check_known_keys, check_train, get,  # noqa: E402
                                load_params, number, require)
-from experiments.dvc_queue import collect, run_queue, with_changes  # noqa: E402
+from experiments.dvc_queue import (collect, machine_args, my_share, pull_runs, push_runs,  # noqa: E402
+                                  run_queue, with_changes)
 
 STUDY_JSON = Path("reports/optimizers.json")
 TABLE_MD = Path("reports/optimizers.md")
@@ -261,9 +266,24 @@ def check_study(params: dict) -> None:
     number(params, "study.target_val_acc", 0, 1)
 
 
+def run_shard(params: dict, shard: tuple[int, int], git_remote: str) -> None:
+    """This machine's optimizers of the study, start to end, pushed for the machine that writes the report."""
+    optimizers = my_share(params["study"]["optimizers"], shard)
+    if optimizers:
+        mine = {**params, "study": {**params["study"], "optimizers": optimizers}}
+        run_queue(final_runs(mine, sweep_learning_rates(mine)))
+        push_runs(git_remote)
+    print(f"shard {shard[0]}/{shard[1]} ran {', '.join(optimizers) or 'nothing (more shards than optimizers)'}; "
+          "once every shard has finished, `make study` on any machine pulls their runs and writes the report")
+
+
 def main() -> None:
+    shard, git_remote = machine_args(__doc__)
     params = load_params()
     check_study(params)
+    if shard is not None:
+        return run_shard(params, shard, git_remote)
+    pull_runs(git_remote)
     study = params["study"]
     started = time.perf_counter()
 

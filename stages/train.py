@@ -6,11 +6,13 @@ metrics/timing.json. After every epoch the whole training state goes to checkpoi
 with `train.resume: true` an interrupted run continues from there and ends with the same weights, bit for bit.
 """
 
+import sys
 import time
 
 import torch
 from dvclive import Live
 
+from classifier import distributed
 from classifier.cli import run_main
 from classifier.prepared import load_split
 from classifier.evaluation import loss_and_accuracy, predict_logits
@@ -22,8 +24,10 @@ from classifier.resume import fingerprint, load_state, restore, save_state
 from classifier.training import Run, check_fits, start_run, train_epoch
 
 
-def log_epoch(live: Live, history: list[dict], train_flops: float) -> None:
+def log_epoch(live: Live | None, history: list[dict], train_flops: float) -> None:
     """The headline training metrics so far; DVCLive rewrites metrics/train/metrics.json with them."""
+    if live is None:  # not the process that writes
+        return
     last = history[-1]
     live.step = last["epoch"]
     live.log_metric("best_val_acc", max(row["val_acc"] for row in history), plot=False)
@@ -33,14 +37,18 @@ def log_epoch(live: Live, history: list[dict], train_flops: float) -> None:
     live.next_step()
 
 
-def train_epochs(run: Run, val_split: tuple, live: Live, key: str, history: list[dict], train_flops: float) -> None:
-    """Train the epochs left, validating, logging and saving the whole state after each; the epochs trained."""
+def train_epochs(run: Run, val_split: tuple, live: Live | None, key: str, history: list[dict],
+                 train_flops: float) -> None:
+    """Train the epochs left; after each, validate, log and save the whole state (one process of several)."""
     val_images, val_labels = torch.from_numpy(val_split[0]).to(run.device), torch.from_numpy(val_split[1])
     epochs, started = run.params["train"]["epochs"], time.perf_counter()
     for epoch in range(len(history), epochs):
         lr = run.optimizer.param_groups[0]["lr"]
         train_loss, train_acc, flops = train_epoch(run, epoch)
         train_flops += flops
+        rng_states = distributed.gather(torch.get_rng_state())  # every process's dropout generator, for resume
+        if not distributed.is_main():
+            continue
         val_logits = predict_logits(run.model, val_images, run.mean, run.std, run.device,
                                     run.params["train"]["batch_size"], run.precision)
         val_loss, val_acc = loss_and_accuracy(val_logits, val_labels)
@@ -48,19 +56,20 @@ def train_epochs(run: Run, val_split: tuple, live: Live, key: str, history: list
                         "val_loss": round(val_loss, 5), "val_acc": round(val_acc, 5), "lr": round(lr, 6)})
         write_csv(HISTORY_CSV, history)
         log_epoch(live, history, train_flops)
-        save_state(run, epoch + 1, history, train_flops, key)
+        save_state(run, epoch + 1, history, train_flops, key, rng_states)
         print(f"epoch {epoch + 1:3d}/{epochs}  train loss {train_loss:.4f} acc {train_acc:.4f}  "
               f"val loss {val_loss:.4f} acc {val_acc:.4f}  ({time.perf_counter() - started:.0f} s)", flush=True)
 
 
-def resumed(run: Run, key: str, live: Live) -> tuple[list[dict], float]:
+def resumed(run: Run, key: str, live: Live | None) -> tuple[list[dict], float]:
     """The history and compute of the epochs an interrupted run finished, the run put back where it stopped."""
     state = load_state(key)
     if not state:
         return [], 0.0
     restore(run, state)
-    write_csv(HISTORY_CSV, state["history"])
-    log_epoch(live, state["history"], state["train_flops"])
+    if distributed.is_main():
+        write_csv(HISTORY_CSV, state["history"])
+        log_epoch(live, state["history"], state["train_flops"])
     return state["history"], state["train_flops"]
 
 
@@ -75,27 +84,34 @@ def main() -> None:
     check_train(params)
     train_split, val_split = load_split("train"), load_split("val")
     check_fits(params, train_split[0], train_split[2])
+    if params["train"]["processes"] > 1 and not distributed.launched():
+        sys.exit(distributed.launch(params["train"]["processes"], "stages.train"))
     # dvcyaml=None: dvc.yaml is ours and already declares these files; no report, no experiment of its own
-    live = Live(str(LIVE_DIR), dvcyaml=None, save_dvc_exp=False, report=None)
+    live = Live(str(LIVE_DIR), dvcyaml=None, save_dvc_exp=False, report=None) if distributed.is_main() else None
     try:
         run = start_run(params, *train_split)
-        print(f"training {params['model']['arch']} with {params['optimizer']} on {run.device} in {run.precision} "
-              f"({len(train_split[0])} train / {len(val_split[0])} val images, {params['train']['epochs']} epochs)",
-              flush=True)
+        if distributed.is_main():
+            print(f"training {params['model']['arch']} with {params['optimizer']} on {run.device} in "
+                  f"{run.precision} ({len(train_split[0])} train / {len(val_split[0])} val images, "
+                  f"{params['train']['epochs']} epochs, {distributed.world_size()} processes)", flush=True)
         key = fingerprint(params, [train_split, val_split])
         history, train_flops = resumed(run, key, live) if params["train"]["resume"] else ([], 0.0)
         first_epoch, started = len(history), time.perf_counter()
         train_epochs(run, val_split, live, key, history, train_flops)
         seconds = time.perf_counter() - started
-        save_checkpoint(MODEL_FILE, run.model.cpu(), params["model"], train_split[2], *run.stats,
-                        train_split[0].shape[1])
-        RESUME_FILE.unlink(missing_ok=True)  # the model is saved; nothing is left to resume
+        if distributed.is_main():
+            save_checkpoint(MODEL_FILE, run.model.cpu(), params["model"], train_split[2], *run.stats,
+                            train_split[0].shape[1])
+            RESUME_FILE.unlink(missing_ok=True)  # the model is saved; nothing is left to resume
     except BaseException:  # a failed or interrupted run leaves no partial history behind (kill -9 aside)
-        for path in (TRAIN_METRICS, HISTORY_CSV):
-            path.unlink(missing_ok=True)
+        if distributed.is_main():
+            for path in (TRAIN_METRICS, HISTORY_CSV):
+                path.unlink(missing_ok=True)
         raise
-    live.end()
-    write_json(TIMING_METRICS, timing(run, seconds, params["train"]["epochs"] - first_epoch))
+    distributed.finish()
+    if live is not None:
+        live.end()
+        write_json(TIMING_METRICS, timing(run, seconds, params["train"]["epochs"] - first_epoch))
 
 
 if __name__ == "__main__":

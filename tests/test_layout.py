@@ -14,14 +14,16 @@ STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 
 
 def project_imports(path) -> set:
-    """The project modules a module imports (as files), read from its code."""
+    """The project modules a module imports (as files), read from its code: `import a.b`, `from a.b import c`
+    and `from a import b` (b a module)."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-    return {REPO / f"{name.replace('.', '/')}.py" for name in names if name.split(".")[0] in CODE_FOLDERS}
+            names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    files = {REPO / f"{name.replace('.', '/')}.py" for name in names if name.split(".")[0] in CODE_FOLDERS}
+    return {file for file in files if file.exists()}
 
 
 def import_closure(path) -> set[str]:
@@ -46,6 +48,7 @@ def test_a_stage_depends_on_exactly_the_code_it_imports(stage):
 def test_the_closure_follows_imports_through_other_modules():
     closure = import_closure(REPO / "stages/train.py")
     assert {"classifier/training.py", "classifier/optim.py", "classifier/params.py"} <= closure  # optim via training
+    assert "classifier/distributed.py" in closure  # `from classifier import distributed`
     assert "classifier/images.py" not in closure and "experiments/study.py" not in closure
 
 

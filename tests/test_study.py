@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from classifier.cli import UserError
-from experiments.study import (check_study, compare, comparison_table, next_lr, paired_comparison,
+from experiments.study import (check_study, compare, comparison_table, lr_name, next_lr, paired_comparison, rounded,
                                plot_optimizer_curves, results_table, summary_row, sweep_table)
 from tests.conftest import (diverging, dvc, make_dvc_repo, queue_logs, repro_and_commit, run, tiny_params,
                             write_params)
@@ -167,3 +167,45 @@ def test_a_queue_worker_that_dies_is_restarted_once_then_named(tmp_path):
         "sweep-adam-0p002`, then run this again: finished runs are kept")
     dvc("queue", "kill", "sweep-adam-0p002", cwd=repo)
     assert "wrote reports/optimizers.json" in run(["python", "-m", "experiments.study"], repo)
+
+
+def without_timing(value):
+    """A report without its seconds and minutes, which differ from machine to machine and run to run."""
+    if isinstance(value, dict):
+        return {key: without_timing(item) for key, item in value.items() if not key.endswith(("seconds", "minutes"))}
+    return [without_timing(item) for item in value] if isinstance(value, list) else value
+
+
+@pytest.mark.e2e
+def test_a_study_split_across_three_machines_reports_what_one_machine_does(tmp_path):
+    params = tiny_params()
+    params["train"].update(epochs=1, batch_size=8)
+    params["study"] = {"optimizers": ["sgd", "adam", "rmsprop"], "seeds": [0, 1], "changes": {"train.epochs": 2},
+                       "target_val_acc": 0.3,
+                       "sweep": {"factors": [1], "widen": 3, "max_widenings": 0, "changes": {"train.epochs": 2}}}
+    repo = repro_and_commit(make_dvc_repo(tmp_path / "repo", params))
+    dvc("remote", "add", "-d", "team", str(tmp_path / "dvc-remote"), cwd=repo)  # the team's writable DVC remote
+    run(["git", "commit", "-q", "-am", "the team's DVC remote"], repo)
+    dvc("push", cwd=repo)
+    run([sys.executable, "-m", "experiments.study"], repo)  # one machine, all runs: no Git remote to pull from
+    one_machine = json.loads((repo / "reports/optimizers.json").read_text())
+
+    origin = tmp_path / "origin.git"  # the team's Git remote
+    run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], tmp_path)
+    run(["git", "push", "-q", str(origin), "main"], repo)
+    trained = {}
+    for k, optimizer in enumerate(params["study"]["optimizers"], start=1):
+        machine = tmp_path / f"machine{k}"
+        run(["git", "clone", "-q", str(origin), str(machine)], tmp_path)
+        dvc("pull", "-q", cwd=machine)
+        output = run([sys.executable, "-m", "experiments.study", "--shard", f"{k}/3"], machine)
+        assert f"shard {k}/3 ran {optimizer};" in output
+        trained[k] = set(dvc("exp", "list", "--name-only", cwd=machine).split())
+        lr = lr_name(rounded(params["optimizers"][optimizer]["lr"]))
+        assert trained[k] == {f"sweep-{optimizer}-{lr}", f"study-{optimizer}-seed0", f"study-{optimizer}-seed1"}
+    assert trained[1].isdisjoint(trained[2] | trained[3]) and trained[2].isdisjoint(trained[3])
+
+    collected = run([sys.executable, "-m", "experiments.study"], tmp_path / "machine1")
+    assert "queued experiments" not in collected and "wrote reports/optimizers.json" in collected  # nothing trained
+    report = json.loads((tmp_path / "machine1/reports/optimizers.json").read_text())
+    assert without_timing(report) == without_timing(one_machine)

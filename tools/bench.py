@@ -8,7 +8,8 @@
 Everything is measured in one run on the current machine: the peak matmul rates (fp32, bf16); the train stage's
 own epochs (classifier.training.start_run and train_epoch, as `dvc repro` runs them, validation aside), their
 FLOPs and their share of the peak at the training precision; a naive PyTorch loop for context; each stage's
-time and peak memory; a no-op `dvc repro`; `dvc pull` into a fresh clone. Throughputs are measured interleaved
+time and peak memory; the train stage in 1 and in 2 processes; a no-op `dvc repro`; `dvc pull` into a fresh
+clone. Throughputs are measured interleaved
 and repeated, and the median reported, because these machines are shared and noisy.
 """
 
@@ -34,7 +35,7 @@ from classifier.device import resolve_precision, setup_torch
 from classifier.gitdvc import dvc, git
 from classifier.models import build_model
 from classifier.optim import build_optimizer
-from classifier.outputs import TRAIN_METRICS, write_json
+from classifier.outputs import TIMING_METRICS, TRAIN_METRICS, write_json
 from classifier.training import start_run, train_epoch
 from tools.scratch import copy_code
 
@@ -193,6 +194,26 @@ def stage_costs(repo: Path) -> dict:
     return {"stages": costs}
 
 
+def processes_throughput(repo: Path) -> dict:
+    """Images/s of the train stage (one epoch, validation included) in 1 and in 2 processes
+    (train.processes, DistributedDataParallel over gloo on the CPU), interleaved, median of 2."""
+    results = {1: [], 2: []}
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = copy_code(Path(tmp))
+        (scratch / "data").mkdir()
+        os.symlink((repo / "data/prepared").resolve(), scratch / "data/prepared")
+        params = yaml.safe_load((repo / "params.yaml").read_text())
+        for _ in range(2):
+            for processes in results:
+                params["train"].update(epochs=1, processes=processes)
+                (scratch / "params.yaml").write_text(yaml.safe_dump(params))
+                run_measured([sys.executable, "-m", "stages.train"], scratch)
+                timing = json.loads((scratch / TIMING_METRICS).read_text())
+                results[processes].append(timing["images_per_second"])
+    return {"processes_images_per_second": {str(processes): round(statistics.median(rates), 1)
+                                            for processes, rates in results.items()}}
+
+
 def dvc_overheads(repo: Path) -> dict:
     """Median seconds of a no-op `dvc repro` (None when the pipeline is not up to date), and of `dvc pull` of the
     raw data into a fresh clone with an empty cache."""
@@ -236,8 +257,9 @@ def bench(repo: Path, params: dict, device: torch.device) -> dict:
     print("the train stage's epochs and a naive fp32 loop, interleaved ...", flush=True)
     results.update(training_throughput(params))
     results.update(shares(results))
-    print("stage costs, no-op repro, fresh pull ...", flush=True)
-    return {**results, **stage_costs(repo), **dvc_overheads(repo), "repeats": REPEATS}
+    print("stage costs, 1 and 2 training processes, no-op repro, fresh pull ...", flush=True)
+    return {**results, **stage_costs(repo), **processes_throughput(repo), **dvc_overheads(repo),
+            "repeats": REPEATS}
 
 
 def bench_predict(repo: Path, params: dict, device: torch.device) -> dict:

@@ -100,6 +100,8 @@ def bench_block(root: Path) -> str:
         ["naive loop for context (fp32, `ImageFolder` + `DataLoader`)",
          f"{bench['naive_images_per_second']:.0f} images/s (the pipeline is {bench['speedup_over_naive']:.2f}x faster)",
          ""],
+        ["train stage, one epoch, in 1 / 2 processes (`train.processes`, gloo on the CPU)",
+         " / ".join(f"{rate:,.0f}" for rate in bench["processes_images_per_second"].values()) + " images/s", ""],
         ["`prepare` on the full dataset", f"**{stages['prepare']['seconds']:.1f} s**",
          f"≤ 10 s: {verdict(stages['prepare']['seconds'] <= 10)}"],
         ["no-op `dvc repro`", "not measured (pipeline not up to date)" if noop is None else f"**{noop:.2f} s**",
