@@ -91,9 +91,10 @@ def main() -> None:
     try:
         run = start_run(params, *train_split)
         if distributed.is_main():
+            processes = f", {distributed.world_size()} processes" if distributed.world_size() > 1 else ""
             print(f"training {params['model']['arch']} with {params['optimizer']} on {run.device} in "
                   f"{run.precision} ({len(train_split[0])} train / {len(val_split[0])} val images, "
-                  f"{params['train']['epochs']} epochs, {distributed.world_size()} processes)", flush=True)
+                  f"{params['train']['epochs']} epochs{processes})", flush=True)
         key = fingerprint(params, [train_split, val_split])
         history, train_flops = resumed(run, key, live) if params["train"]["resume"] else ([], 0.0)
         first_epoch, started = len(history), time.perf_counter()
