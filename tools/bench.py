@@ -200,7 +200,6 @@ def processes_throughput(repo: Path) -> dict:
     results = {1: [], 2: []}
     with tempfile.TemporaryDirectory() as tmp:
         scratch = copy_code(Path(tmp))
-        (scratch / "data").mkdir()
         os.symlink((repo / "data/prepared").resolve(), scratch / "data/prepared")
         params = yaml.safe_load((repo / "params.yaml").read_text())
         for _ in range(2):
