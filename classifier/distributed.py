@@ -46,7 +46,10 @@ def launch(processes: int, module: str) -> int:
 
 
 def start(device: torch.device) -> None:
-    """Join the other processes: NCCL between GPUs, gloo on the CPU."""
+    """Join the other processes: NCCL between GPUs (each process on its own, made current so that NCCL's
+    communicator uses it), gloo on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
 

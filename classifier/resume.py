@@ -13,26 +13,37 @@ from classifier.outputs import RESUME_FILE, save_torch
 from classifier.training import Run
 
 
+CHECKPOINT_FORMAT = 2  # 2: a random generator state per process (train.processes)
+
+
 def fingerprint(params: dict, splits: list[tuple]) -> str:
-    """What a checkpoint must match to be resumed: every param train reads (but resume) and the loaded data."""
+    """What a checkpoint must match to be resumed: its format, every param train reads (but resume) and the
+    loaded data."""
     train_params = {key: value for key, value in params["train"].items() if key != "resume"}
     chosen = {key: params[key] for key in ("seed", "model", "optimizer", "optimizers")}
-    digest = hashlib.sha256(json.dumps({**chosen, "train": train_params}, sort_keys=True).encode())
+    digest = hashlib.sha256(json.dumps({**chosen, "train": train_params, "format": CHECKPOINT_FORMAT},
+                                       sort_keys=True).encode())
     for images, labels, _ in splits:
         digest.update(images.tobytes())
         digest.update(labels.tobytes())
     return digest.hexdigest()
 
 
+def rng_state(device: torch.device) -> dict:
+    """This process's dropout generators: the CPU's, and its GPU's when it trains on one."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
 def save_state(run: Run, epoch: int, history: list[dict], train_flops: float, key: str,
-               rng_states: list[torch.Tensor]) -> None:
-    """Everything the next epoch depends on, written whole; rng_states holds each process's dropout generator."""
+               rng_states: list[dict]) -> None:
+    """Everything the next epoch depends on, written whole; rng_states holds every process's rng_state."""
     state = {"epoch": epoch, "fingerprint": key, "model": run.model.state_dict(),
              "optimizer": run.optimizer.state_dict(), "schedule": run.schedule.state_dict(),
              "lookahead": run.lookahead.average, "generator": run.generator.get_state(),
-             "torch_rng": rng_states, "history": history, "train_flops": train_flops}
-    if torch.cuda.is_available():
-        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+             "rng": rng_states, "history": history, "train_flops": train_flops}
     save_torch(RESUME_FILE, state)
 
 
@@ -51,7 +62,8 @@ def load_state(key: str) -> dict | None:
         print(f"warning: {RESUME_FILE} is unreadable; starting from epoch 1", flush=True)
         return None
     if state.get("fingerprint") != key:
-        print(f"warning: {RESUME_FILE} is from other params or data; starting from epoch 1", flush=True)
+        print(f"warning: {RESUME_FILE} is from other params or data (or an older version of this code); starting "
+              "from epoch 1", flush=True)
         return None
     print(f"train.resume: continuing after epoch {state['epoch']} from {RESUME_FILE}", flush=True)
     return state
@@ -71,6 +83,7 @@ def restore(run: Run, state: dict) -> None:
     for average, saved in zip(run.lookahead.average, state["lookahead"]):
         average.copy_(saved)
     run.generator.set_state(state["generator"])
-    torch.set_rng_state(state["torch_rng"][distributed.rank()])
-    if "cuda_rng" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    mine = state["rng"][distributed.rank()]
+    torch.set_rng_state(mine["cpu"])
+    if "cuda" in mine:
+        torch.cuda.set_rng_state(mine["cuda"], run.device)

@@ -20,7 +20,7 @@ from classifier.models import save_checkpoint
 from classifier.outputs import HISTORY_CSV, LIVE_DIR, MODEL_FILE, RESUME_FILE, TIMING_METRICS, TRAIN_METRICS
 from classifier.outputs import write_csv, write_json
 from classifier.params import check_train, load_params
-from classifier.resume import fingerprint, load_state, restore, save_state
+from classifier.resume import fingerprint, load_state, restore, rng_state, save_state
 from classifier.training import Run, check_fits, start_run, train_epoch
 
 
@@ -46,7 +46,7 @@ def train_epochs(run: Run, val_split: tuple, live: Live | None, key: str, histor
         lr = run.optimizer.param_groups[0]["lr"]
         train_loss, train_acc, flops = train_epoch(run, epoch)
         train_flops += flops
-        rng_states = distributed.gather(torch.get_rng_state())  # every process's dropout generator, for resume
+        rng_states = distributed.gather(rng_state(run.device))  # every process's dropout generators, for resume
         if not distributed.is_main():
             continue
         val_logits = predict_logits(run.model, val_images, run.mean, run.std, run.device,

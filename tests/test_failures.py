@@ -170,7 +170,8 @@ def test_resume_ignores_a_checkpoint_of_other_params(workdir):
     set_params(workdir, label_smoothing=0.1, resume=True)
     stdout, _ = (process := start_stage(workdir, "train", stdout=subprocess.PIPE, text=True)).communicate()
     assert process.returncode == 0
-    assert "warning: checkpoints/train.pt is from other params or data; starting from epoch 1" in stdout
+    assert ("warning: checkpoints/train.pt is from other params or data (or an older version of this code); "
+            "starting from epoch 1") in stdout
 
 
 # ----------------------------------------------------------------------------- the data remote
