@@ -16,6 +16,7 @@ import yaml
 from classifier.cli import UserError
 from experiments.study import (check_study, compare, comparison_table, lr_name, next_lr, paired_comparison, rounded,
                                plot_optimizer_curves, results_table, summary_row, sweep_table)
+from experiments.dvc_queue import my_share, parse_shard
 from tests.conftest import (diverging, dvc, make_dvc_repo, queue_logs, repro_and_commit, run, tiny_params,
                             write_params)
 
@@ -167,6 +168,17 @@ def test_a_queue_worker_that_dies_is_restarted_once_then_named(tmp_path):
         "sweep-adam-0p002`, then run this again: finished runs are kept")
     dvc("queue", "kill", "sweep-adam-0p002", cwd=repo)
     assert "wrote reports/optimizers.json" in run(["python", "-m", "experiments.study"], repo)
+
+
+def test_shards_split_the_runs_so_that_each_runs_on_exactly_one_machine():
+    assert parse_shard(None) is None and parse_shard("2/3") == (2, 3)
+    for bad in ("0/3", "4/3", "2", "a/b", "1/0"):
+        with pytest.raises(UserError, match=f"SHARD={bad}: give K/N"):
+            parse_shard(bad)
+    names = ["nesterov", "adam", "adamw", "rmsprop", "muon"]
+    shares = [my_share(names, (k, 3)) for k in (1, 2, 3)]
+    assert shares == [["nesterov", "rmsprop"], ["adam", "muon"], ["adamw"]] and my_share(names, None) == names
+    assert my_share(["adam"], (2, 2)) == []  # more machines than optimizers: this one runs nothing
 
 
 def without_timing(value):
