@@ -18,7 +18,7 @@ PRECISION ?= fp32
 test: setup lint
 	TEST_PRECISION=$(PRECISION) pytest
 
-## the unit tests only, for the edit loop: no dvc or git subprocesses, no queue (under two minutes)
+## the unit tests only, for the edit loop: no dvc or git subprocesses, no queue (about two and a half minutes)
 test-fast: setup lint
 	TEST_PRECISION=$(PRECISION) pytest -m "not e2e and not soak"
 
