@@ -67,14 +67,25 @@ def machine(device: torch.device) -> dict:
     return {"date": date.today().isoformat(), "machine": name}
 
 
-def matmul_peaks() -> dict:
-    """GFLOP/s of one large square matmul in fp32 and in bf16, the best the machine's matrix units do."""
-    def peak(dtype: torch.dtype, size: int = 4096) -> float:
-        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-        torch.matmul(a, b)
-        return 2 * size**3 / median_seconds(lambda: torch.matmul(a, b)) / 1e9
+def matmul_gflops(dtype: torch.dtype, device: str = "cpu", size: int = 4096) -> float:
+    """GFLOP/s of one large square matmul on the device, the median of REPEATS after a warm-up: the best its
+    matrix units do (a GPU is synchronised around each, as its kernels run asynchronously)."""
+    a, b = (torch.randn(size, size, dtype=dtype, device=device) for _ in range(2))
+    sync = torch.cuda.synchronize if device == "cuda" else lambda: None
 
-    return {"peak_gflops_fp32": round(peak(torch.float32), 1), "peak_gflops_bf16": round(peak(torch.bfloat16), 1)}
+    def matmul() -> None:
+        sync()
+        torch.matmul(a, b)
+        sync()
+
+    matmul()
+    return 2 * size**3 / median_seconds(matmul) / 1e9
+
+
+def matmul_peaks() -> dict:
+    """The CPU's peak matmul rates in fp32 and in bf16."""
+    return {"peak_gflops_fp32": round(matmul_gflops(torch.float32), 1),
+            "peak_gflops_bf16": round(matmul_gflops(torch.bfloat16), 1)}
 
 
 # ----------------------------------------------------------------------------- training throughput

@@ -8,8 +8,6 @@ included), its share of that peak, and the test accuracy. Needs a CUDA device; n
 """
 
 import json
-import statistics
-import time
 from datetime import date
 from pathlib import Path
 
@@ -18,29 +16,16 @@ import torch
 from classifier.cli import UserError, run_main
 from classifier.gitdvc import dvc, read_at
 from classifier.outputs import EVALUATE_METRICS, TIMING_METRICS, TRAIN_METRICS, write_json
+from tools.bench import matmul_gflops
 
 GPU_JSON = Path("bench/gpu.json")
 EXPERIMENT = "gpu-check"
 
 
-def bf16_peak(size: int = 8192, repeats: int = 10) -> float:
-    """GFLOP/s of a large square bf16 matmul on the GPU, the median of repeats."""
-    a = torch.randn(size, size, device="cuda", dtype=torch.bfloat16)
-    b = torch.randn(size, size, device="cuda", dtype=torch.bfloat16)
-    times = []
-    for _ in range(repeats + 1):
-        torch.cuda.synchronize()
-        started = time.perf_counter()
-        torch.matmul(a, b)
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - started)
-    return 2 * size**3 / statistics.median(times[1:]) / 1e9
-
-
 def main() -> None:
     if not torch.cuda.is_available():
         raise UserError("no CUDA device is visible; run make gpu-check on a machine with an NVIDIA GPU")
-    peak = bf16_peak()
+    peak = matmul_gflops(torch.bfloat16, "cuda", size=8192)
     dvc("exp", "run", "-n", EXPERIMENT, "-S", "train.device=cuda", "--force")
     timing, trained = (json.loads(read_at(EXPERIMENT, path)) for path in (TIMING_METRICS, TRAIN_METRICS))
     achieved = trained["train_pflop"] * 1e6 / timing["train_seconds"]
