@@ -6,23 +6,81 @@ from torch import nn
 from classifier.params import OPTIMIZERS
 
 
-def build_optimizer(name: str, settings: dict, model: nn.Module) -> torch.optim.Optimizer:
-    """The torch.optim optimizer that `name` stands for, with batch-norm biases in a group of their own.
+def build_optimizer(name: str, optimizers: dict, model: nn.Module) -> torch.optim.Optimizer:
+    """The optimizer `name` stands for, with its settings from `optimizers` (params.yaml's section of that name).
 
-    Those biases get lr x bias_lr_factor and weight_decay / bias_lr_factor (the same decay per step): with the
-    batch-norm scale frozen they are the only per-channel knobs, and they need far larger steps than the filters.
+    Any torch.optim class: batch-norm biases get a group of their own, with lr x bias_lr_factor and
+    weight_decay / bias_lr_factor (the same decay per step): with the batch-norm scale frozen they are the only
+    per-channel knobs, and they need far larger steps than the filters. muon: see FilterMuon.
     """
+    if name == "muon":
+        filters = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d) and m.weight.requires_grad]
+        chosen = {id(p) for p in filters}
+        rest = [p for p in model.parameters() if p.requires_grad and id(p) not in chosen]
+        return FilterMuon(filters, parameter_groups(model, rest, optimizers["nesterov"]), optimizers["muon"],
+                          optimizers["nesterov"])
     optimizer_class, fixed = OPTIMIZERS[name]
-    settings = dict(settings)
-    factor = settings.pop("bias_lr_factor", 1)
-    norm_biases = [m.bias for m in model.modules() if isinstance(m, nn.BatchNorm2d) and m.bias.requires_grad]
-    chosen = {id(p) for p in norm_biases}
-    others = [p for p in model.parameters() if p.requires_grad and id(p) not in chosen]
-    groups = [{"params": others}]
+    settings = {key: value for key, value in optimizers[name].items() if key != "bias_lr_factor"}
+    params = [p for p in model.parameters() if p.requires_grad]
+    return optimizer_class(parameter_groups(model, params, optimizers[name]), **fixed, **settings)
+
+
+def parameter_groups(model: nn.Module, params: list[nn.Parameter], settings: dict) -> list[dict]:
+    """params in one group, the model's batch-norm biases among them in a second one with their own lr and decay."""
+    factor = settings.get("bias_lr_factor", 1)
+    norm_biases = {id(m.bias) for m in model.modules() if isinstance(m, nn.BatchNorm2d)} & {id(p) for p in params}
+    groups = [{"params": [p for p in params if id(p) not in norm_biases]}]
     if norm_biases:
-        groups.append({"params": norm_biases, "lr": settings["lr"] * factor,
+        groups.append({"params": [p for p in params if id(p) in norm_biases], "lr": settings["lr"] * factor,
                        "weight_decay": settings.get("weight_decay", 0) / factor})
-    return optimizer_class(groups, **fixed, **settings)
+    return groups
+
+
+class FilterMuon(torch.optim.Optimizer):
+    """optimizer: muon. torch.optim.Muon for the trainable convolution filters, each viewed as a matrix
+    (out channels x in channels x 3 x 3), whose updates it orthogonalises; SGD with Nesterov momentum and the
+    settings of optimizers.nesterov for the rest (batch-norm biases, whitening bias, dense layer), as the
+    published airbench94_muon does. One optimizer to the schedule, lookahead and resume: its param_groups are
+    the two optimizers' own, so the schedule scales both."""
+
+    def __init__(self, filters: list[nn.Parameter], rest: list[dict], muon_settings: dict, sgd_settings: dict):
+        self.filters = filters
+        self.channels_last = [not f.is_contiguous() for f in filters]
+        self.matrices = [as_matrix(f.detach(), last) for f, last in zip(filters, self.channels_last)]
+        self.muon = torch.optim.Muon(self.matrices, **muon_settings)
+        sgd = {key: value for key, value in sgd_settings.items() if key != "bias_lr_factor"}
+        self.sgd = torch.optim.SGD(rest, nesterov=True, **sgd)
+        super().__init__(self.muon.param_groups + self.sgd.param_groups, {})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for f, matrix, last in zip(self.filters, self.matrices, self.channels_last):
+            matrix.grad = None if f.grad is None else as_matrix(f.grad, last)
+            # batch norm follows every conv, so a filter's scale carries nothing; holding it at sqrt(out
+            # channels), as airbench94_muon does, keeps each orthogonalised step the same relative size
+            matrix.mul_(len(matrix) ** 0.5 / matrix.norm())
+        self.muon.step()
+        self.sgd.step()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for f in self.filters:
+            f.grad = None
+        self.muon.zero_grad(set_to_none)
+        self.sgd.zero_grad(set_to_none)
+
+    def state_dict(self) -> dict:
+        return {"muon": self.muon.state_dict(), "sgd": self.sgd.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.muon.load_state_dict(state["muon"])
+        self.sgd.load_state_dict(state["sgd"])
+        self.param_groups = self.muon.param_groups + self.sgd.param_groups  # loading made new group dicts
+
+
+def as_matrix(filters: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """(out, in, h, w) filters as an (out, in x h x w) matrix, a view of their memory where it can be: channels-last
+    filters are laid out (out, h, w, in), and orthogonalising does not depend on the order of the columns."""
+    return (filters.permute(0, 2, 3, 1) if channels_last else filters).reshape(len(filters), -1)
 
 
 def build_schedule(optimizer, train_params: dict, total_steps: int):

@@ -19,6 +19,7 @@ OPTIMIZERS = {
     "rmsprop": (torch.optim.RMSprop, {}),
     "adagrad": (torch.optim.Adagrad, {}),
     "nadam": (torch.optim.NAdam, {}),
+    "muon": (torch.optim.Muon, {}),  # for the conv filters; optimizers.nesterov for the rest (classifier/optim.py)
 }
 ARCHS = ("fast_cnn", "seed_cnn")
 ACTIVATIONS = ("relu", "gelu")
@@ -42,7 +43,7 @@ KNOWN_KEYS = {
     "optimizers": None,
     "train": {"epochs", "batch_size", "lr_schedule", "warmup_fraction", "lr_start_factor", "lr_end_factor",
               "label_smoothing", "flip", "translate", "whiten_bias_epochs", "lookahead_every", "lookahead_decay",
-              "precision", "device", "processes", "resume"},
+              "val_stride", "precision", "device", "processes", "resume"},
     "evaluate": {"tta"},
     "plot": {"overfit_gap", "underfit_accuracy"},
     "study": None,      # the experiment drivers' own sections: experiments/study.py and ablation.py check them
@@ -152,6 +153,8 @@ def check_optimizer(params: dict) -> None:
     """The chosen optimizer, and the settings of every optimizer (a typo in one shows before it is chosen)."""
     name = choice(params, "optimizer", list(OPTIMIZERS))
     get(params, f"optimizers.{name}")
+    if name == "muon":
+        get(params, "optimizers.nesterov")  # muon trains everything but the conv filters with these settings
     for section, settings in get(params, "optimizers").items():
         require(section in OPTIMIZERS, f"optimizers.{section}", " | ".join(OPTIMIZERS), section)
         require(isinstance(settings, dict), f"optimizers.{section}", "a mapping of keyword arguments", settings)
@@ -179,6 +182,7 @@ def check_train(params: dict) -> None:
     number(params, "train.whiten_bias_epochs", 0, 10_000, integer=True)
     number(params, "train.lookahead_every", 0, 10_000, integer=True)
     number(params, "train.lookahead_decay", 0, 1, open_high=True)
+    number(params, "train.val_stride", 1, 1_000_000, integer=True)
     choice(params, "train.precision", PRECISIONS)
     choice(params, "train.device", DEVICES)
     boolean(params, "train.resume")

@@ -86,7 +86,7 @@ def start_run(params: dict, images: np.ndarray, labels: np.ndarray, class_names:
     model = model.to(device, memory_format=torch.channels_last)
     if hasattr(model, "whiten"):
         init_whitening(model.whiten, to_input(images[:WHITENING_IMAGES], mean, std, device))
-    optimizer = build_optimizer(params["optimizer"], params["optimizers"][params["optimizer"]], model)
+    optimizer = build_optimizer(params["optimizer"], params["optimizers"], model)
     steps_per_epoch = max(1, len(images) // batch_size)
     total_steps = train_params["epochs"] * steps_per_epoch
     schedule = build_schedule(optimizer, train_params, total_steps)

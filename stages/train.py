@@ -39,7 +39,8 @@ def log_epoch(live: Live | None, history: list[dict], train_flops: float) -> Non
 
 def train_epochs(run: Run, val_split: tuple, live: Live | None, key: str, history: list[dict],
                  train_flops: float) -> None:
-    """Train the epochs left; after each, validate, log and save the whole state (one process of several)."""
+    """Train the epochs left; after each, validate (on every val_stride-th image, but all after the last epoch),
+    log and save the whole state (one process of several)."""
     val_images, val_labels = torch.from_numpy(val_split[0]).to(run.device), torch.from_numpy(val_split[1])
     epochs, started = run.params["train"]["epochs"], time.perf_counter()
     for epoch in range(len(history), epochs):
@@ -49,9 +50,10 @@ def train_epochs(run: Run, val_split: tuple, live: Live | None, key: str, histor
         rng_states = distributed.gather(rng_state(run.device))  # every process's dropout generators, for resume
         if not distributed.is_main():
             continue
-        val_logits = predict_logits(run.model, val_images, run.mean, run.std, run.device,
+        stride = 1 if epoch == epochs - 1 else run.params["train"]["val_stride"]
+        val_logits = predict_logits(run.model, val_images[::stride], run.mean, run.std, run.device,
                                     run.params["train"]["batch_size"], run.precision)
-        val_loss, val_acc = loss_and_accuracy(val_logits, val_labels)
+        val_loss, val_acc = loss_and_accuracy(val_logits, val_labels[::stride])
         history.append({"epoch": epoch + 1, "train_loss": round(train_loss, 5), "train_acc": round(train_acc, 5),
                         "val_loss": round(val_loss, 5), "val_acc": round(val_acc, 5), "lr": round(lr, 6)})
         write_csv(HISTORY_CSV, history)

@@ -75,14 +75,14 @@ def test_stage_reports_one_line_and_writes_nothing(workdir, params):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: params.yaml: 'optimizer' is 'adamax'; allowed: sgd | nesterov | adam | adamw | rmsprop | adagrad"
-        " | nadam"]
+        " | nadam | muon"]
     assert not (workdir / "models").exists() and not (workdir / "metrics").exists()
 
 
 @pytest.mark.parametrize("override, key, value", [
     ("train.epochs=3", "epochs:", "3"),
     ("optimizer=adam", "optimizer:", "adam"),
-    ("optimizers.adam.lr=0.01", "adam:", "{lr: 0.01, weight_decay: 0.0}"),
+    ("optimizers.adam.lr=0.01", "adam:", "{lr: 0.01, weight_decay: 0.0005}"),
     ("seed=7", "seed:", "7"),
 ])
 def test_set_param_changes_only_that_value_in_params_yaml(tmp_path, override, key, value):

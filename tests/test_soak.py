@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import dvc, make_dvc_repo, repro_and_commit, run, tiny_params
 
-OPTIMIZERS = ["sgd", "nesterov", "adam", "adamw", "rmsprop", "adagrad", "nadam"]
+OPTIMIZERS = ["sgd", "nesterov", "adam", "adamw", "rmsprop", "adagrad", "nadam", "muon"]
 CHANGED_BY_EXPERIMENTS = ("params.yaml", "dvc.lock", "metrics/", "plots/", "reports/")
 
 

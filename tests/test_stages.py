@@ -6,9 +6,12 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
+from classifier.evaluation import loss_and_accuracy, predictor
 from classifier.figures import split_shapes
 from classifier.fit import diagnose_fit, read_history
+from classifier.models import load_checkpoint
 from classifier.prepared import load_split
 from classifier.training import TrainingDiverged
 from stages import evaluate, plot, prepare, train
@@ -37,6 +40,20 @@ def test_prepare_refuses_mismatched_class_folders(workdir):
     with pytest.raises(Exception, match="different class folders"):
         prepare.main()
     assert not (workdir / "data/prepared").exists()
+
+
+def test_epochs_validate_on_a_stratified_share_and_the_last_on_every_image(workdir, params):
+    params["train"]["val_stride"] = 3
+    write_params(workdir, params)
+    prepare.main()
+    labels = load_split("val")[1]
+    assert list(labels) == sorted(labels) and set(labels[::3]) == set(labels)  # sorted by class: every class in it
+    train.main()
+    model, checkpoint = load_checkpoint("models/model.pt")
+    logits = predictor(model, checkpoint, params).logits(torch.from_numpy(load_split("val")[0]), "none")
+    val_loss, val_acc = loss_and_accuracy(logits, torch.from_numpy(labels))
+    last = read_history()[-1]
+    assert (last["val_loss"], last["val_acc"]) == (round(val_loss, 5), round(val_acc, 5))
 
 
 @pytest.mark.parametrize("arch", ["fast_cnn", "seed_cnn"])

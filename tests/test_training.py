@@ -1,6 +1,7 @@
 """The recipe's pieces (optimizer, schedule, lookahead, augmentation, FLOP count, test-time views, precision),
 each on tiny tensors."""
 
+import copy
 import pytest
 import torch
 from torch import nn
@@ -15,8 +16,8 @@ from classifier.training import training_flops_per_image
 
 def test_batch_norm_biases_get_their_own_lr_and_decay(params):
     model = build_model(params["model"], 3, 16)
-    optimizer = build_optimizer("nesterov", {"lr": 0.5, "momentum": 0.85, "weight_decay": 0.01,
-                                             "bias_lr_factor": 64}, model)
+    optimizer = build_optimizer("nesterov", {"nesterov": {"lr": 0.5, "momentum": 0.85, "weight_decay": 0.01,
+                                                          "bias_lr_factor": 64}}, model)
     others, norm_biases = optimizer.param_groups
     assert norm_biases["lr"] == 32 and norm_biases["weight_decay"] == pytest.approx(0.01 / 64)
     assert others["lr"] == 0.5 and others["weight_decay"] == 0.01 and others["nesterov"]
@@ -24,6 +25,43 @@ def test_batch_norm_biases_get_their_own_lr_and_decay(params):
     assert {id(p) for p in norm_biases["params"]} == bn_biases
     frozen = {id(m.weight) for m in model.modules() if isinstance(m, nn.BatchNorm2d)} | {id(model.whiten.weight)}
     assert not frozen & {id(p) for p in others["params"]}
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])  # the pipeline's: last
+def test_muon_orthogonalises_the_filters_updates_and_trains_the_rest_as_nesterov_does(params, memory_format):
+    model = build_model(params["model"], 3, 16).to(memory_format=memory_format)
+    twin = copy.deepcopy(model)
+    nesterov = {"lr": 0.5, "momentum": 0.85, "weight_decay": 0.01, "bias_lr_factor": 64}
+    settings = {"muon": {"lr": 0.1, "momentum": 0.6, "weight_decay": 0.0}, "nesterov": nesterov}
+    muon, sgd = build_optimizer("muon", settings, model), build_optimizer("nesterov", settings, twin)
+    x = torch.randn(8, 3, 16, 16)
+    for net in (model, twin):
+        torch.manual_seed(0)  # the same dropout in both
+        net(x).logsumexp(1).mean().backward()
+    filters = {f"{name}.weight" for name, m in model.named_modules() if isinstance(m, nn.Conv2d)
+               and m.weight.requires_grad}
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    muon.step()
+    sgd.step()
+    assert filters and "whiten.weight" not in filters and len(muon.param_groups) == 3  # muon's, nesterov's two
+    for (name, p), (_, twin_p) in zip(model.named_parameters(), twin.named_parameters()):
+        if name in filters:  # scaled to norm sqrt(out channels), then an orthogonalised step: the update's scale
+            matrix = before[name].reshape(len(p), -1)  # is the lr's, its spectrum flatter than the gradient's
+            update = torch.linalg.svdvals((matrix * len(p) ** 0.5 / matrix.norm() - p.detach().reshape_as(matrix)) / 0.1)
+            gradient = torch.linalg.svdvals(grads[name].reshape(len(p), -1))
+            assert 0.5 < update.max() < 1.5 and (update / update.max()).sum() > (gradient / gradient.max()).sum()
+        else:
+            assert torch.equal(p, twin_p), name
+    restored = build_optimizer("muon", settings, copy.deepcopy(model))
+    restored.load_state_dict(muon.state_dict())  # what train.resume does
+    buffers = [state["momentum_buffer"] for state in restored.muon.state.values()]
+    assert len(buffers) == len(filters) and all(buffer.abs().sum() > 0 for buffer in buffers)
+    for group in restored.param_groups:  # the schedule sets the lr here: the two optimizers must see it
+        group["lr"] = 0.5
+    assert [group["lr"] for group in restored.muon.param_groups + restored.sgd.param_groups] == [0.5] * 3
+    muon.zero_grad()
+    assert all(p.grad is None for p in model.parameters())
 
 
 def test_onecycle_schedule_rises_then_falls_to_the_end_factor():
