@@ -118,6 +118,15 @@ def start_worker() -> None:
                    stderr=subprocess.DEVNULL, check=True)
 
 
+def wait_until_no_worker(limit: float = 60.0) -> None:
+    """Let the last batch's worker go first: a worker whose queue just emptied shuts down, but can still take
+    a task queued in that moment and exit with it half run, left 'Running' with no worker (seen in the study's
+    test, between its sweep and its final runs)."""
+    deadline = time.monotonic() + limit
+    while worker_running() and time.monotonic() < deadline:
+        time.sleep(POLL_SECONDS)
+
+
 def wait_for(names: list[str]) -> None:
     """Wait until none of the experiments is queued or running.
 
@@ -184,6 +193,8 @@ def run_queue(runs: dict[str, dict]) -> dict[str, str]:
     replaced = [name for name in to_queue if state[name] == "Success"]
     if replaced:
         dvc("exp", "remove", *replaced)
+    if to_queue:
+        wait_until_no_worker()
     for name in to_queue:
         dvc("exp", "run", "--queue", "-n", name,
             *[arg for key, value in runs[name].items() for arg in ("-S", f"{key}={json.dumps(value)}")])

@@ -2,20 +2,24 @@
 
     python -m experiments.study            (or: make study)
 
-1. Learning-rate sweep, seed `seed`, at the short budget study.sweep.changes: each optimizer of
-   study.optimizers at its own lr times study.sweep.factors; while the best lr is the lowest or highest
-   tried, one more lr study.sweep.widen further out.
-2. Final runs at the budget study.changes: each optimizer at its best lr, once per seed of study.seeds
-   (the seed sets initialisation, shuffling and augmentation; the split has its own data.split_seed).
+1. Sweeps, seed `seed`, at the short budget study.sweep.changes, each self-widening: first the learning rate,
+   each optimizer of study.optimizers at its own lr times study.sweep.factors (and its own weight decay);
+   while the best lr is the lowest or highest tried, one more lr study.sweep.widen further out. Then the
+   weight decay the same way, at the best lr (the run at its own weight decay is the lr sweep's best run, not
+   trained again); an optimizer without weight decay, or with 0, keeps it.
+2. Final runs at the budget study.changes: each optimizer at its best lr and weight decay, once per seed of
+   study.seeds (the seed sets initialisation, shuffling and augmentation; the split has its own
+   data.split_seed).
 3. Statistics: mean and standard deviation over seeds, and for every pair of optimizers the paired
    difference in test accuracy with its 95% confidence interval. Writes reports/optimizers.json,
    reports/optimizers.md (the README's tables) and plots/optimizers/curves.png.
 
-Every run is an ordinary queued DVC experiment (sweep-<optimizer>-<lr>, study-<optimizer>-seed<n>), visible
-in `dvc exp show` and comparable with `dvc exp diff` and `dvc plots diff`. Interrupted or run again, the study
-trains nothing twice: it keeps the experiments that finished, and DVC's run cache restores the rest.
+Every run is an ordinary queued DVC experiment (sweep-<optimizer>-<lr>, sweep-<optimizer>-<lr>-wd<weight decay>,
+study-<optimizer>-seed<n>), visible in `dvc exp show` and comparable with `dvc exp diff` and `dvc plots diff`.
+Interrupted or run again, the study trains nothing twice: it keeps the experiments that finished, and DVC's run
+cache restores the rest.
 
-On N machines (make study SHARD=K/N, K = 1..N): each runs the sweep and the seeds of every N-th optimizer and
+On N machines (make study SHARD=K/N, K = 1..N): each runs the sweeps and the seeds of every N-th optimizer and
 pushes its experiments (`dvc exp push --run-cache`); then `make study` on any one of them pulls them all and
 writes the report without training again.
 """
@@ -46,10 +50,13 @@ TABLE_MD = Path("reports/optimizers.md")
 OPTIMIZER_CURVES_PNG = Path("plots/optimizers/curves.png")
 
 
-# ----------------------------------------------------------------------------- the learning-rate sweep
+# ----------------------------------------------------------------------------- the sweeps
+
+SWEPT = ("lr", "weight_decay")  # the keys of optimizers.<name> that the study tunes, in this order
+
 
 def lr_name(lr: float) -> str:
-    """An lr as a word for an experiment name: 0.002 -> 0p002, 1e-05 -> 1em05, 1000 -> 1000."""
+    """An lr or a weight decay as a word for an experiment name: 0.002 -> 0p002, 1e-05 -> 1em05, 1000 -> 1000."""
     return f"{lr:g}".replace(".", "p").replace("-", "m").replace("+", "")
 
 
@@ -57,63 +64,103 @@ def rounded(lr: float) -> float:
     return float(f"{lr:.3g}")
 
 
-def sweep_run(params: dict, optimizer: str, lr: float) -> tuple[str, dict]:
-    return (f"sweep-{optimizer}-{lr_name(lr)}",
-            {**params["study"]["sweep"]["changes"], "optimizer": optimizer, f"optimizers.{optimizer}.lr": lr})
+def sweep_run(params: dict, optimizer: str, values: dict[str, float]) -> tuple[str, dict]:
+    """One sweep trial, at values (its lr, and for a weight-decay trial its weight decay): name and params."""
+    name = f"sweep-{optimizer}-{lr_name(values['lr'])}"
+    if "weight_decay" in values:
+        name += f"-wd{lr_name(values['weight_decay'])}"
+    return name, {**params["study"]["sweep"]["changes"], "optimizer": optimizer,
+                  **{f"optimizers.{optimizer}.{key}": value for key, value in values.items()}}
 
 
-def best_lr(scores: dict[float, float | str]) -> float | None:
-    """The lr with the highest validation accuracy; a diverged or failed lr scores lowest."""
-    scored = {lr: score for lr, score in scores.items() if not isinstance(score, str)}
+def best_value(scores: dict[float, float | str]) -> float | None:
+    """The value with the highest validation accuracy; a diverged or failed run scores lowest."""
+    scored = {value: score for value, score in scores.items() if not isinstance(score, str)}
     return max(scored, key=scored.get) if scored else None
 
 
-def next_lr(scores: dict[float, float | str], widen: float) -> float | None:
-    """The lr to try next: one step beyond the edge where the best lr sits, or None when it sits inside."""
-    best = best_lr(scores)
-    if best is None or best == min(scores):  # every lr diverged: go lower
+def next_value(scores: dict[float, float | str], widen: float) -> float | None:
+    """The value to try next: one step beyond the edge where the best sits, or None when it sits inside."""
+    best = best_value(scores)
+    if best is None or best == min(scores):  # every value diverged: go lower
         return rounded(min(scores) / widen)
     if best == max(scores):
         return rounded(max(scores) * widen)
     return None
 
 
-def sweep_learning_rates(params: dict) -> dict[str, dict]:
-    """Per optimizer: val accuracy (or failure) of every lr tried, the best lr, and whether it sits at an edge.
+def sweep_key(params: dict, key: str, fixed: dict[str, dict], known: dict[str, dict]) -> dict[str, dict]:
+    """One self-widening sweep of optimizers.<name>.<key>, per optimizer of fixed (name -> the values it keeps):
+    the validation accuracy (or failure) of every value tried, the best value, and whether it sits at an edge.
 
-    Starts at each optimizer's own lr times study.sweep.factors; while an optimizer's best lr is the lowest
-    or highest tried, tries one more lr a factor study.sweep.widen further out (study.sweep.max_widenings
-    times at most), so that the chosen lr is one with a worse lr on each side.
+    Starts at each optimizer's own value times study.sweep.factors; while the best value is the lowest or highest
+    tried, tries one more a factor study.sweep.widen further out (study.sweep.max_widenings times at most), so
+    that the chosen value has a worse one on each side. A value in known (name -> value -> score) is not run.
     """
     sweep = params["study"]["sweep"]
-    scores = {optimizer: {} for optimizer in params["study"]["optimizers"]}
-    to_try = {optimizer: [rounded(params["optimizers"][optimizer]["lr"] * factor) for factor in sweep["factors"]]
-              for optimizer in scores}
+    scores = {optimizer: dict(known.get(optimizer, {})) for optimizer in fixed}
+    to_try = {optimizer: [value for factor in sweep["factors"]
+                          if (value := rounded(params["optimizers"][optimizer][key] * factor)) not in scores[optimizer]]
+              for optimizer in fixed}
     for widening in range(sweep["max_widenings"] + 1):
-        runs = {optimizer: dict(sweep_run(params, optimizer, lr) for lr in lrs) for optimizer, lrs in to_try.items()}
-        outcomes = run_queue({name: run for named in runs.values() for name, run in named.items()})
-        for optimizer, named in runs.items():
-            for name, run in named.items():
+        runs = {optimizer: {value: sweep_run(params, optimizer, {**fixed[optimizer], key: value}) for value in values}
+                for optimizer, values in to_try.items()}
+        named = dict(run for trials in runs.values() for run in trials.values())
+        outcomes = run_queue(named) if named else {}
+        for optimizer, trials in runs.items():
+            for value, (name, _) in trials.items():
                 result = collect(name, outcomes)
-                scores[optimizer][run[f"optimizers.{optimizer}.lr"]] = (
-                    result["train"]["val_acc"] if result["status"] == "ok" else result["status"])
-        to_try = {optimizer: [lr] for optimizer in scores if (lr := next_lr(scores[optimizer], sweep["widen"]))}
+                scores[optimizer][value] = result["train"]["val_acc"] if result["status"] == "ok" else result["status"]
+        to_try = {optimizer: [value] for optimizer, tried in scores.items()
+                  if (value := next_value(tried, sweep["widen"]))}
         if not to_try or widening == sweep["max_widenings"]:
             break
-        print(f"best lr at the edge of the sweep for {', '.join(to_try)}: widening it", flush=True)
-    return {optimizer: {"lr": best_lr(tried), "at_edge": next_lr(tried, sweep["widen"]) is not None,
-                        "tried": {str(lr): tried[lr] for lr in sorted(tried)}}
+        print(f"best {key.replace('_', ' ')} at the edge of the sweep for {', '.join(to_try)}: widening it", flush=True)
+    return {optimizer: {"chosen": best_value(tried), "at_edge": next_value(tried, sweep["widen"]) is not None,
+                        "tried": {str(value): tried[value] for value in sorted(tried)}}
             for optimizer, tried in scores.items()}
+
+
+def not_swept(own: float | None, lr: dict) -> dict:
+    """The weight-decay entry of an optimizer whose weight decay is not swept: it keeps its own."""
+    reason = ("every lr diverged" if lr["chosen"] is None else "no weight decay" if own is None
+              else "weight decay 0")
+    return {"chosen": own, "at_edge": False, "tried": {}, "not_swept": reason}
+
+
+def sweep_optimizers(params: dict) -> dict[str, dict]:
+    """Per optimizer: the lr sweep at its own weight decay, then the weight-decay sweep at the best lr.
+
+    The weight-decay sweep's run at the optimizer's own weight decay is the lr sweep's best run: its score is
+    reused, not trained again. Zero weight decay cannot be scaled, so an optimizer with none keeps it.
+    """
+    optimizers = params["study"]["optimizers"]
+    lr = sweep_key(params, "lr", {optimizer: {} for optimizer in optimizers}, {})
+    own = {optimizer: params["optimizers"][optimizer].get("weight_decay") for optimizer in optimizers}
+    decaying = [optimizer for optimizer in optimizers if own[optimizer] and lr[optimizer]["chosen"] is not None]
+    best_run = {optimizer: {rounded(own[optimizer]): lr[optimizer]["tried"][str(lr[optimizer]["chosen"])]}
+                for optimizer in decaying}
+    weight_decay = sweep_key(params, "weight_decay", {optimizer: {"lr": lr[optimizer]["chosen"]}
+                                                      for optimizer in decaying}, best_run)
+    return {optimizer: {"lr": lr[optimizer], "weight_decay": weight_decay.get(optimizer)
+                        or not_swept(own[optimizer], lr[optimizer])} for optimizer in optimizers}
 
 
 # ----------------------------------------------------------------------------- the final runs and their statistics
 
+def chosen(optimizer: str, sweep: dict) -> dict:
+    """The params keys the sweeps chose for the optimizer; a weight decay its section lacks stays unset."""
+    return {f"optimizers.{optimizer}.{key}": sweep[key]["chosen"] for key in SWEPT
+            if sweep[key]["chosen"] is not None}
+
+
 def final_runs(params: dict, sweep: dict[str, dict]) -> dict[str, dict]:
-    """name -> params, one per optimizer and seed, each at its optimizer's lr from the sweep."""
+    """name -> params, one per optimizer and seed, each at its optimizer's lr and weight decay from the sweeps."""
     study = params["study"]
     return {f"study-{optimizer}-seed{seed}": {**study["changes"], "optimizer": optimizer, "seed": seed,
-                                               f"optimizers.{optimizer}.lr": sweep[optimizer]["lr"]}
-            for optimizer in study["optimizers"] if sweep[optimizer]["lr"] is not None for seed in study["seeds"]}
+                                               **chosen(optimizer, sweep[optimizer])}
+            for optimizer in study["optimizers"] if sweep[optimizer]["lr"]["chosen"] is not None
+            for seed in study["seeds"]}
 
 
 def run_summary(result: dict, target_val_acc: float) -> dict:
@@ -132,10 +179,11 @@ def spread(values: list[float]) -> dict:
             "std": round(statistics.stdev(values), 5) if len(values) > 1 else 0.0}
 
 
-def summary_row(optimizer: str, lr: float | None, runs: dict[int, dict]) -> dict:
-    """One optimizer over its seeds: mean and spread of each number, and how many runs diverged or failed."""
+def summary_row(optimizer: str, values: dict[str, float | None], runs: dict[int, dict]) -> dict:
+    """One optimizer at its values (lr, weight decay) over its seeds: mean and spread of each number, and how
+    many runs diverged or failed."""
     ok = [run for run in runs.values() if run["status"] == "ok"]
-    row = {"optimizer": optimizer, "lr": lr, "seeds": len(runs), "ok": len(ok),
+    row = {"optimizer": optimizer, **values, "seeds": len(runs), "ok": len(ok),
            "diverged": sum(run["status"] == "diverged" for run in runs.values())}
     if ok:
         row.update({key: spread([run[key] for run in ok])
@@ -177,19 +225,20 @@ def mean_std(row: dict, key: str, digits: int, scale: float = 1) -> str:
 
 
 def results_table(rows: list[dict], target_val_acc: float) -> str:
-    header = ["optimizer", "lr", "test acc % (mean ± sd)", "test loss", f"epochs to {target_val_acc:.0%} val",
-              "train - val gap (points)", "runs ok", "train s"]
+    header = ["optimizer", "lr", "weight decay", "test acc % (mean ± sd)", "test loss",
+              f"epochs to {target_val_acc:.0%} val", "train - val gap (points)", "runs ok", "train s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in sorted(rows, key=lambda row: -row["test_acc"]["mean"] if row["ok"] else 1):
         lr = f"{row['lr']:g}" if row["lr"] is not None else "none (every lr diverged)"
+        weight_decay = f"{row['weight_decay']:g}" if row["weight_decay"] is not None else "the optimizer's default"
         if not row["ok"]:
-            lines.append(f"| {row['optimizer']} | {lr} | {row['diverged']} of {row['seeds']} diverged |"
-                         + " |" * (len(header) - 3))
+            lines.append(f"| {row['optimizer']} | {lr} | {weight_decay} | {row['diverged']} of {row['seeds']} "
+                         "diverged |" + " |" * (len(header) - 4))
             continue
         reached = row["epochs_to_target"]
         to_target = ("not reached" if not reached["reached"] else mean_std(row, "epochs_to_target", 1)
                      + ("" if reached["reached"] == row["ok"] else f" ({reached['reached']} of {row['ok']} runs)"))
-        lines.append(f"| {row['optimizer']} | {lr} | {mean_std(row, 'test_acc', 2, 100)} | "
+        lines.append(f"| {row['optimizer']} | {lr} | {weight_decay} | {mean_std(row, 'test_acc', 2, 100)} | "
                      f"{mean_std(row, 'test_loss', 3)} | {to_target} | {mean_std(row, 'train_val_gap', 1, 100)} | "
                      f"{row['ok']} of {row['seeds']} | {row['train_seconds']['mean']:.0f} |")
     return "\n".join(lines) + "\n"
@@ -208,15 +257,22 @@ def comparison_table(comparisons: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def sweep_cell(result: dict) -> str:
+    """One sweep of one optimizer: the validation accuracy at each value tried, the chosen one in bold."""
+    if "not_swept" in result:
+        return f"{result['not_swept']}: not swept"
+    cells = []
+    for value, score in result["tried"].items():
+        cell = f"{float(value):g}: " + (score if isinstance(score, str) else f"{score:.3f}")
+        cells.append(f"**{cell}**" if float(value) == result["chosen"] else cell)
+    return ", ".join(cells) + (" (best at the edge after the last widening)" if result["at_edge"] else "")
+
+
 def sweep_table(sweep: dict[str, dict]) -> str:
-    lines = ["| optimizer | validation accuracy at each lr tried (the chosen one in bold) |", "|---|---|"]
+    lines = ["| optimizer | validation accuracy at each lr tried, at its own weight decay (the chosen one in bold) | "
+             "validation accuracy at each weight decay tried, at the chosen lr |", "|---|---|---|"]
     for optimizer, result in sweep.items():
-        cells = []
-        for lr, score in result["tried"].items():
-            cell = f"{float(lr):g}: " + (score if isinstance(score, str) else f"{score:.3f}")
-            cells.append(f"**{cell}**" if result["lr"] is not None and float(lr) == result["lr"] else cell)
-        edge = " (best at the edge after the last widening)" if result["at_edge"] else ""
-        lines.append(f"| {optimizer} | {', '.join(cells)}{edge} |")
+        lines.append(f"| {optimizer} | {sweep_cell(result['lr'])} | {sweep_cell(result['weight_decay'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -271,7 +327,7 @@ def run_shard(params: dict, shard: tuple[int, int], git_remote: str) -> None:
     optimizers = my_share(params["study"]["optimizers"], shard)
     if optimizers:
         mine = {**params, "study": {**params["study"], "optimizers": optimizers}}
-        run_queue(final_runs(mine, sweep_learning_rates(mine)))
+        run_queue(final_runs(mine, sweep_optimizers(mine)))
         push_runs(git_remote)
     print(f"shard {shard[0]}/{shard[1]} ran {', '.join(optimizers) or 'nothing (more shards than optimizers)'}; "
           "once every shard has finished, `make study` on any machine pulls their runs and writes the report")
@@ -287,18 +343,20 @@ def main() -> None:
     study = params["study"]
     started = time.perf_counter()
 
-    sweep = sweep_learning_rates(params)
+    sweep = sweep_optimizers(params)
     outcomes = run_queue(final_runs(params, sweep))
-    runs = {optimizer: {seed: collect(f"study-{optimizer}-seed{seed}", outcomes) if sweep[optimizer]["lr"] is not None
-                        else {"status": "diverged"} for seed in study["seeds"]} for optimizer in study["optimizers"]}
+    runs = {optimizer: {seed: collect(f"study-{optimizer}-seed{seed}", outcomes)
+                        if sweep[optimizer]["lr"]["chosen"] is not None else {"status": "diverged"}
+                        for seed in study["seeds"]} for optimizer in study["optimizers"]}
     summaries = {optimizer: {seed: {"status": run["status"], **(run_summary(run, study["target_val_acc"])
                                                                 if run["status"] == "ok" else {})}
                              for seed, run in by_seed.items()} for optimizer, by_seed in runs.items()}
-    rows = [summary_row(optimizer, sweep[optimizer]["lr"], summaries[optimizer]) for optimizer in study["optimizers"]]
+    rows = [summary_row(optimizer, {key: sweep[optimizer][key]["chosen"] for key in SWEPT}, summaries[optimizer])
+            for optimizer in study["optimizers"]]
     comparisons = compare(rows, summaries)
     minutes = (time.perf_counter() - started) / 60
 
-    write_json(STUDY_JSON, {"rows": rows, "comparisons": comparisons, "lr_sweep": sweep,
+    write_json(STUDY_JSON, {"rows": rows, "comparisons": comparisons, "sweep": sweep,
                             "runs": {optimizer: {str(seed): run for seed, run in by_seed.items()}
                                      for optimizer, by_seed in summaries.items()},
                             "study_minutes": round(minutes, 1), "method": study})

@@ -14,8 +14,10 @@ import pytest
 import yaml
 
 from classifier.cli import UserError
-from experiments.study import (check_study, compare, comparison_table, lr_name, next_lr, paired_comparison, rounded,
-                               plot_optimizer_curves, results_table, summary_row, sweep_table)
+import experiments.study
+from experiments.study import (check_study, compare, comparison_table, final_runs, lr_name, next_value,
+                               paired_comparison, plot_optimizer_curves, results_table, rounded, summary_row,
+                               sweep_optimizers, sweep_table)
 from experiments.dvc_queue import my_share, parse_shard
 from tests.conftest import (diverging, dvc, make_dvc_repo, queue_logs, repro_and_commit, run, tiny_params,
                             write_params)
@@ -26,18 +28,109 @@ def finished(test_acc, test_loss=0.9, epochs_to_target=2, gap=-0.01, seconds=10.
             "train_val_gap": gap, "train_seconds": seconds}
 
 
-def test_the_sweep_widens_until_the_best_lr_is_inside():
-    assert next_lr({0.1: 0.5, 0.3: 0.6, 1.0: 0.55}, widen=3) is None
-    assert next_lr({0.1: 0.5, 0.3: 0.6, 1.0: 0.65}, widen=3) == 3.0
-    assert next_lr({0.1: 0.7, 0.3: 0.6, 1.0: 0.55}, widen=3) == 0.0333
-    assert next_lr({0.1: 0.5, 0.3: 0.6, 1.0: "diverged"}, widen=3) is None  # a diverged lr scores lowest
-    assert next_lr({0.1: "diverged", 0.3: "diverged"}, widen=3) == 0.0333  # every lr diverged: go lower
+def test_the_sweep_widens_until_the_best_value_is_inside():
+    assert next_value({0.1: 0.5, 0.3: 0.6, 1.0: 0.55}, widen=3) is None
+    assert next_value({0.1: 0.5, 0.3: 0.6, 1.0: 0.65}, widen=3) == 3.0
+    assert next_value({0.1: 0.7, 0.3: 0.6, 1.0: 0.55}, widen=3) == 0.0333
+    assert next_value({0.1: 0.5, 0.3: 0.6, 1.0: "diverged"}, widen=3) is None  # a diverged run scores lowest
+    assert next_value({0.1: "diverged", 0.3: "diverged"}, widen=3) == 0.0333  # every run diverged: go lower
+
+
+def sweep_params() -> dict:
+    """sgd with weight decay, adam with weight decay 0, rmsprop without any, nadam diverging at every lr."""
+    return {"optimizers": {"sgd": {"lr": 0.1, "weight_decay": 0.001}, "adam": {"lr": 0.002, "weight_decay": 0.0},
+                           "rmsprop": {"lr": 0.001}, "nadam": {"lr": 0.002, "weight_decay": 0.01}},
+            "study": {"optimizers": ["sgd", "adam", "rmsprop", "nadam"], "seeds": [0, 1],
+                      "changes": {"train.epochs": 3},
+                      "sweep": {"factors": [0.3, 1, 3], "widen": 3, "max_widenings": 2,
+                                "changes": {"train.epochs": 1}}}}
+
+
+def fake_queue(monkeypatch, params: dict) -> list[dict]:
+    """run_queue and collect without DVC: every batch of runs queued, in order; sgd is best at lr 0.3 and weight
+    decay 0.003, adam and rmsprop at their own lr times 3, nadam diverges."""
+    queued = []
+
+    def accuracy(changes: dict) -> float | str:
+        optimizer = changes["optimizer"]
+        settings = {**params["optimizers"][optimizer], **{key.split(".")[-1]: value for key, value in changes.items()
+                                                         if key.startswith(f"optimizers.{optimizer}.")}}
+        if optimizer == "nadam":
+            return "diverged"
+        best_lr = 0.3 if optimizer == "sgd" else 3 * params["optimizers"][optimizer]["lr"]
+        decay_penalty = 0.01 * abs(math.log(settings["weight_decay"] / 0.003)) if optimizer == "sgd" else 0
+        return 0.9 - 0.1 * abs(math.log(settings["lr"] / best_lr)) - decay_penalty
+
+    def run_queue(runs: dict[str, dict]) -> dict[str, float | str]:
+        queued.append(runs)
+        return {name: accuracy(changes) for name, changes in runs.items()}
+
+    def collect(name: str, outcomes: dict) -> dict:
+        score = outcomes[name]
+        return {"status": score} if isinstance(score, str) else {"status": "ok", "train": {"val_acc": score}}
+
+    monkeypatch.setattr(experiments.study, "run_queue", run_queue)
+    monkeypatch.setattr(experiments.study, "collect", collect)
+    return queued
+
+
+def test_the_weight_decay_is_swept_at_the_best_lr_without_training_the_best_lr_run_again(monkeypatch):
+    params = sweep_params()
+    queued = fake_queue(monkeypatch, params)
+    sweep = sweep_optimizers(params)
+
+    assert [sorted(runs) for runs in queued] == [
+        ["sweep-adam-0p0006", "sweep-adam-0p002", "sweep-adam-0p006", "sweep-nadam-0p0006", "sweep-nadam-0p002",
+         "sweep-nadam-0p006", "sweep-rmsprop-0p0003", "sweep-rmsprop-0p001", "sweep-rmsprop-0p003",
+         "sweep-sgd-0p03", "sweep-sgd-0p1", "sweep-sgd-0p3"],
+        ["sweep-adam-0p018", "sweep-nadam-0p0002", "sweep-rmsprop-0p009", "sweep-sgd-0p9"],  # each at an edge
+        ["sweep-nadam-6p67em05"],  # nadam still diverges at the last widening
+        ["sweep-sgd-0p3-wd0p0003", "sweep-sgd-0p3-wd0p003"],  # wd 0.001 at lr 0.3 is sweep-sgd-0p3: not again
+        ["sweep-sgd-0p3-wd0p009"]]
+    assert queued[3]["sweep-sgd-0p3-wd0p003"] == {"train.epochs": 1, "optimizer": "sgd", "optimizers.sgd.lr": 0.3,
+                                                  "optimizers.sgd.weight_decay": 0.003}
+    assert sweep["sgd"]["lr"] == {"chosen": 0.3, "at_edge": False, "tried": {
+        "0.03": pytest.approx(0.9 - 0.1 * math.log(10) - 0.01 * math.log(3)),
+        "0.1": pytest.approx(0.9 - 0.1 * math.log(3) - 0.01 * math.log(3)),
+        "0.3": pytest.approx(0.9 - 0.01 * math.log(3)), "0.9": pytest.approx(0.9 - 0.11 * math.log(3))}}
+    assert sweep["sgd"]["weight_decay"]["chosen"] == 0.003 and not sweep["sgd"]["weight_decay"]["at_edge"]
+    assert sweep["sgd"]["weight_decay"]["tried"]["0.001"] == sweep["sgd"]["lr"]["tried"]["0.3"]  # reused
+    assert list(sweep["sgd"]["weight_decay"]["tried"]) == ["0.0003", "0.001", "0.003", "0.009"]
+    assert sweep["nadam"]["lr"]["chosen"] is None and sweep["nadam"]["lr"]["at_edge"]
+    assert {name: sweep[name]["weight_decay"] for name in ("adam", "rmsprop", "nadam")} == {
+        "adam": {"chosen": 0.0, "at_edge": False, "tried": {}, "not_swept": "weight decay 0"},
+        "rmsprop": {"chosen": None, "at_edge": False, "tried": {}, "not_swept": "no weight decay"},
+        "nadam": {"chosen": 0.01, "at_edge": False, "tried": {}, "not_swept": "every lr diverged"}}
+
+
+def test_the_final_runs_use_the_chosen_lr_and_weight_decay(monkeypatch):
+    params = sweep_params()
+    fake_queue(monkeypatch, params)
+    runs = final_runs(params, sweep_optimizers(params))
+    assert sorted(runs) == ["study-adam-seed0", "study-adam-seed1", "study-rmsprop-seed0", "study-rmsprop-seed1",
+                            "study-sgd-seed0", "study-sgd-seed1"]  # nadam diverged at every lr: no final runs
+    assert runs["study-sgd-seed1"] == {"train.epochs": 3, "optimizer": "sgd", "seed": 1, "optimizers.sgd.lr": 0.3,
+                                       "optimizers.sgd.weight_decay": 0.003}
+    assert runs["study-adam-seed0"] == {"train.epochs": 3, "optimizer": "adam", "seed": 0, "optimizers.adam.lr": 0.006,
+                                        "optimizers.adam.weight_decay": 0.0}
+    assert runs["study-rmsprop-seed0"] == {"train.epochs": 3, "optimizer": "rmsprop", "seed": 0,
+                                           "optimizers.rmsprop.lr": 0.003}  # its section has no weight decay
+
+
+def test_a_zero_weight_decay_is_not_swept_even_with_one_factor(monkeypatch):
+    params = sweep_params()
+    params["study"]["optimizers"] = ["adam"]
+    params["study"]["sweep"].update(factors=[1], max_widenings=0)
+    queued = fake_queue(monkeypatch, params)
+    sweep = sweep_optimizers(params)
+    assert queued == [{"sweep-adam-0p002": {"train.epochs": 1, "optimizer": "adam", "optimizers.adam.lr": 0.002}}]
+    assert sweep["adam"]["weight_decay"]["not_swept"] == "weight decay 0"
 
 
 def test_a_summary_row_has_mean_and_spread_over_seeds():
     runs = {0: finished(0.80, epochs_to_target=2), 1: finished(0.82, epochs_to_target=3),
             2: finished(0.84, epochs_to_target=None), 3: {"status": "diverged"}}
-    row = summary_row("adam", 0.002, runs)
+    row = summary_row("adam", {"lr": 0.002, "weight_decay": 0.0}, runs)
     assert (row["seeds"], row["ok"], row["diverged"]) == (4, 3, 1)
     assert row["test_acc"] == {"mean": 0.82, "std": 0.02}
     assert row["epochs_to_target"] == {"mean": 2.5, "std": 0.70711, "reached": 2}
@@ -53,23 +146,33 @@ def test_a_paired_comparison_separates_a_steady_difference_from_noise():
     assert steady["ci95"] == pytest.approx([0.01167 - half, 0.01167 + half], abs=1e-4)
     noisy = paired_comparison("a", "c", runs)  # same mean spread, but c is ahead on one seed and behind on another
     assert not noisy["clear"] and noisy["ci95"][0] < 0 < noisy["ci95"][1]
-    rows = [summary_row(name, 0.1, by_seed) for name, by_seed in runs.items()]
+    rows = [summary_row(name, {"lr": 0.1, "weight_decay": 0.0}, by_seed) for name, by_seed in runs.items()]
     assert [(pair["better"], pair["worse"]) for pair in compare(rows, runs)] == [("a", "c"), ("a", "b"), ("c", "b")]
 
 
 def test_the_tables_show_mean_and_spread_and_say_which_differences_are_clear():
     runs = {"adam": {0: finished(0.80, gap=-0.02), 1: finished(0.82, gap=0.0)},
             "sgd": {0: {"status": "diverged"}, 1: {"status": "diverged"}}}
-    rows = [summary_row("adam", 0.002, runs["adam"]), summary_row("sgd", 1000.0, runs["sgd"])]
+    rows = [summary_row("adam", {"lr": 0.002, "weight_decay": 0.0}, runs["adam"]),
+            summary_row("sgd", {"lr": 1000.0, "weight_decay": 0.0005}, runs["sgd"])]
     lines = results_table(rows, target_val_acc=0.7).splitlines()
-    assert lines[0].startswith("| optimizer | lr | test acc % (mean ± sd) | test loss | epochs to 70% val")
-    assert lines[2] == "| adam | 0.002 | 81.00 ± 1.41 | 0.900 ± 0.000 | 2.0 ± 0.0 | -1.0 ± 1.4 | 2 of 2 | 10 |"
-    assert lines[3].startswith("| sgd | 1000 | 2 of 2 diverged |")
+    assert lines[0].startswith("| optimizer | lr | weight decay | test acc % (mean ± sd) | test loss | epochs to 70%")
+    assert lines[2] == "| adam | 0.002 | 0 | 81.00 ± 1.41 | 0.900 ± 0.000 | 2.0 ± 0.0 | -1.0 ± 1.4 | 2 of 2 | 10 |"
+    assert lines[3] == "| sgd | 1000 | 0.0005 | 2 of 2 diverged |" + " |" * 5
+    assert all(line.count("|") == lines[0].count("|") for line in lines)
     assert compare(rows, runs) == []  # nothing to compare adam with
     pairs = [{"better": "a", "worse": "b", "seeds": 3, "difference": 0.0117, "ci95": [0.0045, 0.0188], "clear": True}]
     assert "| a - b | +1.17 | +0.45 to +1.88 | yes |" in comparison_table(pairs)
-    sweep = {"adam": {"lr": 0.002, "at_edge": False, "tried": {"0.0006": 0.5, "0.002": 0.6, "0.006": "diverged"}}}
-    assert "| adam | 0.0006: 0.500, **0.002: 0.600**, 0.006: diverged |" in sweep_table(sweep)
+    sweep = {"adam": {"lr": {"chosen": 0.002, "at_edge": False,
+                             "tried": {"0.0006": 0.5, "0.002": 0.6, "0.006": "diverged"}},
+                      "weight_decay": {"chosen": 0.0, "at_edge": False, "tried": {}, "not_swept": "weight decay 0"}},
+             "sgd": {"lr": {"chosen": 0.6, "at_edge": True, "tried": {"0.2": 0.5, "0.6": 0.55}},
+                     "weight_decay": {"chosen": 0.0005, "at_edge": False,
+                                      "tried": {"0.00015": 0.52, "0.0005": 0.55, "0.0015": 0.54}}}}
+    lines = sweep_table(sweep).splitlines()
+    assert lines[2] == "| adam | 0.0006: 0.500, **0.002: 0.600**, 0.006: diverged | weight decay 0: not swept |"
+    assert lines[3] == ("| sgd | 0.2: 0.500, **0.6: 0.550** (best at the edge after the last widening) | "
+                        "0.00015: 0.520, **0.0005: 0.550**, 0.0015: 0.540 |")
 
 
 def test_the_figure_shows_each_optimizer_mean_curve_with_a_band_and_whole_epochs():
@@ -104,21 +207,29 @@ def test_study_runs_on_a_real_dvc_queue_and_trains_nothing_twice(tmp_path):
     assert "wrote reports/optimizers.json" in output
 
     study = json.loads((repo / "reports/optimizers.json").read_text())
-    sweep = study["lr_sweep"]
-    assert sweep["sgd"]["tried"]["1000.0"] == "diverged" and sweep["sgd"]["lr"] == 0.001
-    assert set(sweep["adam"]["tried"]) == {"2e-09", "0.002"}
+    sweep = study["sweep"]
+    assert sweep["sgd"]["lr"]["tried"]["1000.0"] == "diverged" and sweep["sgd"]["lr"]["chosen"] == 0.001
+    assert set(sweep["adam"]["lr"]["tried"]) == {"2e-09", "0.002"}
+    # sgd's weight decay 100 at lr 0.001 is the lr sweep's best run; one widening goes 1e6 lower
+    assert set(sweep["sgd"]["weight_decay"]["tried"]) == {"0.0001", "100.0"}
+    assert sweep["sgd"]["weight_decay"]["tried"]["100.0"] == sweep["sgd"]["lr"]["tried"]["0.001"]
+    assert sweep["adam"]["weight_decay"]["not_swept"] == "weight decay 0"
     rows = {row["optimizer"]: row for row in study["rows"]}
     for name in ("sgd", "adam"):
-        assert (rows[name]["seeds"], rows[name]["lr"]) == (2, sweep[name]["lr"])
+        assert (rows[name]["seeds"], rows[name]["lr"], rows[name]["weight_decay"]) == (
+            2, sweep[name]["lr"]["chosen"], sweep[name]["weight_decay"]["chosen"])
         accuracies = [run["test_acc"] for run in study["runs"][name].values()]
         assert rows[name]["test_acc"]["mean"] == pytest.approx(sum(accuracies) / 2, abs=1e-5)
         spread = abs(accuracies[0] - accuracies[1]) / math.sqrt(2)  # the sample standard deviation of two values
         assert rows[name]["test_acc"]["std"] == pytest.approx(spread, abs=1e-5)
     table = (repo / "reports/optimizers.md").read_text()
-    assert "| optimizer | lr | test acc % (mean ± sd) |" in table and " ± " in table
+    assert "| optimizer | lr | weight decay | test acc % (mean ± sd) |" in table and " ± " in table
+    adam_sweep = [line for line in table.splitlines() if line.startswith("| adam | 2e-09: ")]
+    assert adam_sweep and adam_sweep[0].endswith(" | weight decay 0: not swept |")
     assert (repo / "plots/optimizers/curves.png").stat().st_size > 5000
     names = [name for name in dvc("exp", "list", "--name-only", cwd=repo).split()]
-    assert {"study-adam-seed1", "sweep-adam-0p002", "sweep-sgd-0p001"} <= set(names)
+    assert {"study-adam-seed1", "sweep-adam-0p002", "sweep-sgd-0p001", "sweep-sgd-0p001-wd0p0001"} <= set(names)
+    assert not any(name.startswith("sweep-sgd-0p001-wd100") for name in names)  # the lr sweep's best run
     assert all("Running stage 'prepare'" not in log for log in queue_logs(repo, names).values())
 
     # A commit that touches no stage's dependencies, then the study again: the run cache restores every run.
