@@ -5,7 +5,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: pipeline test test-fast setup data download lint bench bench-predict gpu-check ablation study predict readme review soak
+.PHONY: pipeline test test-fast setup data download lint bench bench-anchor bench-predict gpu-check ablation study predict readme review soak
 
 ## set up, pull the data, run every stage, show the metrics
 pipeline: data
@@ -50,6 +50,11 @@ bench: pipeline
 gpu-check: data
 	python -m tools.gpu_check
 
+## the default train stage against the reference (airbench94's own code) on the same data, in one run (bench/anchor.json)
+bench-anchor: pipeline
+	python -m tools.bench --anchor
+	python -m tools.readme
+
 ## images per second of `make predict` on the 10,000 test images as files, against the evaluate stage (bench/predict.json)
 bench-predict: pipeline
 	python -m tools.bench --predict
@@ -59,7 +64,7 @@ ablation: pipeline
 	python -m experiments.ablation $(if $(SHARD),--shard $(SHARD))
 	python -m tools.readme
 
-## the optimizer study: a self-widening lr sweep, then every optimizer over 3 seeds, as queued DVC experiments
+## the optimizer study: self-widening lr and weight-decay sweeps, then every optimizer over 3 seeds, as queued DVC experiments
 study: pipeline
 	python -m experiments.study $(if $(SHARD),--shard $(SHARD))
 	python -m tools.readme

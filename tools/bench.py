@@ -4,6 +4,8 @@
     python -m tools.bench --profile  where the train stage's epoch spends its time, by operator
     python -m tools.bench --predict  (make bench-predict) bench/predict.json: commands.predict on the test images
                                      as files, against the evaluate stage on the same images
+    python -m tools.bench --anchor   (make bench-anchor) bench/anchor.json: the default train and evaluate stages
+                                     against the reference, airbench94's own code on the same prepared data
 
 Everything is measured in one run on the current machine: the peak matmul rates (fp32, bf16); the train stage's
 own epochs (classifier.training.start_run and train_epoch, as `dvc repro` runs them, validation aside), their
@@ -20,6 +22,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from datetime import date
@@ -29,18 +32,22 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from classifier.cli import UserError
 from classifier.data import group_by_split, read_raw
 from classifier.prepared import load_split
 from classifier.device import resolve_precision, setup_torch
 from classifier.gitdvc import dvc, git
 from classifier.models import build_model
 from classifier.optim import build_optimizer
-from classifier.outputs import TIMING_METRICS, TRAIN_METRICS, write_json
+from classifier.outputs import EVALUATE_METRICS, TIMING_METRICS, TRAIN_METRICS, write_json
 from classifier.training import start_run, train_epoch
 from tools.scratch import copy_code
 
 RESULTS_JSON = Path("bench/results.json")
 PREDICT_JSON = Path("bench/predict.json")
+ANCHOR_JSON = Path("bench/anchor.json")
+ANCHOR_SCRIPT = Path("../shared/tools/anchor-airbench94-cpu.py")  # the team's runner of the reference
+AIRBENCH = "airbench==0.1.8"  # the reference: airbench94's own code, from its PyPI source archive
 RAW_DVC_FILE = "data/raw/cifar10.tar.dvc"
 REPEATS = 3
 NAIVE_STEPS = 12  # timed steps of the naive loop per measurement
@@ -112,7 +119,7 @@ def naive_loop(params: dict, train_dir: Path, stats: tuple[list[float], list[flo
                                          batch_size=params["train"]["batch_size"],
                                          num_workers=len(os.sched_getaffinity(0)), persistent_workers=True)
     model = build_model(params["model"], class_count, side)
-    optimizer = build_optimizer(params["optimizer"], params["optimizers"][params["optimizer"]], model)
+    optimizer = build_optimizer(params["optimizer"], params["optimizers"], model)
     batches = iter(loader)
 
     def steps(count: int = NAIVE_STEPS) -> None:
@@ -259,7 +266,66 @@ def predict_against_evaluate(repo: Path, params: dict) -> dict:
                    "images_per_second": round(count / statistics.median(times), 1)} for name, times in seconds.items()}
 
 
-# ----------------------------------------------------------------------------- the three modes
+# ----------------------------------------------------------------------------- against the reference
+
+def airbench_source(dest: Path) -> Path:
+    """airbench's own code, unpacked from its PyPI source archive (downloaded, not installed)."""
+    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+                    AIRBENCH, "-d", str(dest)], check=True)
+    with tarfile.open(next(dest.glob("airbench-*.tar.gz"))) as archive:
+        archive.extractall(dest, filter="data")
+    return next(path for path in dest.iterdir() if path.is_dir())
+
+
+def reference_run(repo: Path, script: Path, tmp: Path, precision: str) -> dict:
+    """The reference trained on the prepared training split in our training precision, its 6-view test accuracy."""
+    out = tmp / "reference.json"
+    run_measured([sys.executable, str(script.resolve()), str((repo / "data/prepared").resolve()),
+                  str(airbench_source(tmp)), "--precision", precision, "--out", str(out)], repo)
+    result = json.loads(out.read_text())
+    return {"recipe": result["recipe"], "test_acc": result["test_acc"]["tta2"], "epochs": result["epochs"],
+            "precision": precision, "train_pflop": result["train_pflop"], "train_seconds": result["train_seconds"],
+            "images_per_second": round(result["images_seen"] / result["train_seconds"], 1)}
+
+
+def pipeline_run(repo: Path, tmp: Path) -> dict:
+    """The train and evaluate stages with the committed params, as `dvc repro` runs them, in a scratch copy."""
+    scratch = copy_code(tmp / "pipeline")
+    (scratch / "params.yaml").write_bytes((repo / "params.yaml").read_bytes())
+    os.symlink((repo / "data/prepared").resolve(), scratch / "data/prepared")
+    for stage in ("train", "evaluate"):
+        run_measured([sys.executable, "-m", f"stages.{stage}"], scratch)
+    timing = json.loads((scratch / TIMING_METRICS).read_text())
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    return {"recipe": f"this repository's default ({params['optimizer']}, validation after every epoch included)",
+            "test_acc": json.loads((scratch / EVALUATE_METRICS).read_text())["test_acc"],
+            "epochs": params["train"]["epochs"], "precision": timing["precision"],
+            "train_pflop": json.loads((scratch / TRAIN_METRICS).read_text())["train_pflop"],
+            "train_seconds": timing["train_seconds"], "images_per_second": timing["images_per_second"]}
+
+
+def share_of_peak(run: dict, peaks: dict) -> dict:
+    """The run with its training FLOP/s (training FLOPs / training seconds) against the peak at its precision."""
+    gflops = run["train_pflop"] * 1e6 / run["train_seconds"]
+    return {**run, "achieved_gflops": round(gflops, 1),
+            "share_of_peak": round(gflops / peaks[f"peak_gflops_{run['precision']}"], 3)}
+
+
+def against_reference(repo: Path, script: Path, peaks: dict) -> dict:
+    """This repository's default training against the reference's, one after the other in one run."""
+    if not script.exists():
+        raise UserError(f"{script} is not here: it is the team's runner of the reference (../shared/tools)")
+    with tempfile.TemporaryDirectory() as tmp:
+        print("the train and evaluate stages with the committed params ...", flush=True)
+        ours = share_of_peak(pipeline_run(repo, Path(tmp)), peaks)
+        print(f"the reference ({AIRBENCH}) on the same prepared data ...", flush=True)
+        reference = share_of_peak(reference_run(repo, script, Path(tmp), ours["precision"]), peaks)
+    return {"ours": ours, "reference": reference,
+            "seconds_ratio": round(ours["train_seconds"] / reference["train_seconds"], 3),
+            "reaches_reference_accuracy": ours["test_acc"] >= reference["test_acc"]}
+
+
+# ----------------------------------------------------------------------------- the modes
 
 def bench(repo: Path, params: dict, device: torch.device) -> dict:
     print("peak matmul rates ...", flush=True)
@@ -277,18 +343,29 @@ def bench_predict(repo: Path, params: dict, device: torch.device) -> dict:
             "repeats": REPEATS}
 
 
+def bench_anchor(repo: Path, device: torch.device, script: Path) -> dict:
+    peaks = matmul_peaks()
+    return {**machine(device), **peaks, **against_reference(repo, script, peaks)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", action="store_true", help="print where a training step spends its time")
     parser.add_argument("--predict", action="store_true", help="time commands.predict against the evaluate stage")
+    parser.add_argument("--anchor", action="store_true", help="train the default and the reference side by side")
+    parser.add_argument("--anchor-script", type=Path, default=ANCHOR_SCRIPT, help="the runner of the reference")
     args = parser.parse_args()
     params = yaml.safe_load(Path("params.yaml").read_text())
     if args.profile:
         print(profile_training(params))
         return
     device = setup_torch(0, params["train"]["device"])
-    path, results = ((PREDICT_JSON, bench_predict(Path.cwd(), params, device)) if args.predict
-                     else (RESULTS_JSON, bench(Path.cwd(), params, device)))
+    if args.anchor:
+        path, results = ANCHOR_JSON, bench_anchor(Path.cwd(), device, args.anchor_script)
+    elif args.predict:
+        path, results = PREDICT_JSON, bench_predict(Path.cwd(), params, device)
+    else:
+        path, results = RESULTS_JSON, bench(Path.cwd(), params, device)
     write_json(path, results)
     print(yaml.safe_dump(results, sort_keys=False))
 
