@@ -48,7 +48,8 @@ def test_muon_orthogonalises_the_filters_updates_and_trains_the_rest_as_nesterov
     for (name, p), (_, twin_p) in zip(model.named_parameters(), twin.named_parameters()):
         if name in filters:  # scaled to norm sqrt(out channels), then an orthogonalised step: the update's scale
             matrix = before[name].reshape(len(p), -1)  # is the lr's, its spectrum flatter than the gradient's
-            update = torch.linalg.svdvals((matrix * len(p) ** 0.5 / matrix.norm() - p.detach().reshape_as(matrix)) / 0.1)
+            held = matrix * len(p) ** 0.5 / matrix.norm()
+            update = torch.linalg.svdvals((held - p.detach().reshape_as(matrix)) / 0.1)
             gradient = torch.linalg.svdvals(grads[name].reshape(len(p), -1))
             assert 0.5 < update.max() < 1.5 and (update / update.max()).sum() > (gradient / gradient.max()).sum()
         else:
