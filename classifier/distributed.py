@@ -54,8 +54,10 @@ def start(device: torch.device) -> None:
 
 
 def finish() -> None:
-    """Leave the other processes, once training is done."""
+    """Leave the other processes, once training is done: together, for gloo aborts a process that leaves while
+    another still has the last epoch's checkpoint to write."""
     if dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
