@@ -116,6 +116,8 @@ def bench_block(root: Path) -> str:
 
 def anchor_block(root: Path) -> str:
     """The default train stage against the reference, from one `make bench-anchor` run (bench/anchor.json)."""
+    if not (root / "bench/anchor.json").exists():
+        return "Not measured yet: `make bench-anchor` writes `bench/anchor.json`.\n"
     anchor = read_json(root, "bench/anchor.json")
     ours, reference = anchor["ours"], anchor["reference"]
     rows = [[run["recipe"], percent(run["test_acc"]), f"{run['epochs']:g}", f"{run['train_pflop']:.3f}",
