@@ -191,8 +191,10 @@ def test_the_figure_shows_each_optimizer_mean_curve_with_a_band_and_whole_epochs
 
 
 def tiny_study(tmp_path) -> Path:
-    """A committed tiny repository whose study sweeps sgd (diverging at its own lr) and adam."""
+    """A committed tiny repository whose study sweeps sgd (diverging at its own lr) and adam (without weight
+    decay, so that only its lr is swept)."""
     params = diverging(tiny_params(), "sgd")
+    params["optimizers"]["adam"]["weight_decay"] = 0.0
     params["train"].update(epochs=1, batch_size=8)
     params["study"] = {"optimizers": ["sgd", "adam"], "seeds": [0, 1], "changes": {"train.epochs": 2},
                        "target_val_acc": 0.3,
