@@ -297,7 +297,7 @@ def pipeline_run(repo: Path, tmp: Path) -> dict:
         run_measured([sys.executable, "-m", f"stages.{stage}"], scratch)
     timing = json.loads((scratch / TIMING_METRICS).read_text())
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    return {"recipe": f"this repository's default ({params['optimizer']}, validation after every epoch included)",
+    return {"recipe": f"this repository's default ({params['optimizer']}, per-epoch validation included)",
             "test_acc": json.loads((scratch / EVALUATE_METRICS).read_text())["test_acc"],
             "epochs": params["train"]["epochs"], "precision": timing["precision"],
             "train_pflop": json.loads((scratch / TRAIN_METRICS).read_text())["train_pflop"],
