@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from classifier.params import OPTIMIZERS
+from classifier.params import OPTIMIZER_EXTRAS, OPTIMIZERS
 
 
 def build_optimizer(name: str, optimizers: dict, model: nn.Module) -> torch.optim.Optimizer:
@@ -14,15 +14,15 @@ def build_optimizer(name: str, optimizers: dict, model: nn.Module) -> torch.opti
     per-channel knobs, and they need far larger steps than the filters. muon: see FilterMuon.
     """
     if name == "muon":
-        filters = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d) and m.weight.requires_grad]
-        chosen = {id(p) for p in filters}
-        rest = [p for p in model.parameters() if p.requires_grad and id(p) not in chosen]
-        return FilterMuon(filters, parameter_groups(model, rest, optimizers["nesterov"]), optimizers["muon"],
-                          optimizers["nesterov"])
+        return FilterMuon(model, optimizers["muon"])
     optimizer_class, fixed = OPTIMIZERS[name]
-    settings = {key: value for key, value in optimizers[name].items() if key != "bias_lr_factor"}
     params = [p for p in model.parameters() if p.requires_grad]
-    return optimizer_class(parameter_groups(model, params, optimizers[name]), **fixed, **settings)
+    return optimizer_class(parameter_groups(model, params, optimizers[name]), **fixed, **keywords(optimizers[name]))
+
+
+def keywords(settings: dict) -> dict:
+    """The settings that are keyword arguments of the torch.optim class, without ours."""
+    return {key: value for key, value in settings.items() if key not in OPTIMIZER_EXTRAS}
 
 
 def parameter_groups(model: nn.Module, params: list[nn.Parameter], settings: dict) -> list[dict]:
@@ -39,17 +39,19 @@ def parameter_groups(model: nn.Module, params: list[nn.Parameter], settings: dic
 class FilterMuon(torch.optim.Optimizer):
     """optimizer: muon. torch.optim.Muon for the trainable convolution filters, each viewed as a matrix
     (out channels x in channels x 3 x 3), whose updates it orthogonalises; SGD with Nesterov momentum and the
-    settings of optimizers.nesterov for the rest (batch-norm biases, whitening bias, dense layer), as the
+    settings of optimizers.muon.others for the rest (batch-norm biases, whitening bias, dense layer), as the
     published airbench94_muon does. One optimizer to the schedule, lookahead and resume: its param_groups are
     the two optimizers' own, so the schedule scales both."""
 
-    def __init__(self, filters: list[nn.Parameter], rest: list[dict], muon_settings: dict, sgd_settings: dict):
-        self.filters = filters
-        self.channels_last = [not f.is_contiguous() for f in filters]
-        self.matrices = [as_matrix(f.detach(), last) for f, last in zip(filters, self.channels_last)]
-        self.muon = torch.optim.Muon(self.matrices, **muon_settings)
-        sgd = {key: value for key, value in sgd_settings.items() if key != "bias_lr_factor"}
-        self.sgd = torch.optim.SGD(rest, nesterov=True, **sgd)
+    def __init__(self, model: nn.Module, settings: dict):
+        self.filters = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d) and m.weight.requires_grad]
+        chosen = {id(p) for p in self.filters}
+        rest = [p for p in model.parameters() if p.requires_grad and id(p) not in chosen]
+        self.channels_last = [not f.is_contiguous() for f in self.filters]
+        self.matrices = [as_matrix(f.detach(), last) for f, last in zip(self.filters, self.channels_last)]
+        self.muon = torch.optim.Muon(self.matrices, **keywords(settings))
+        others = settings["others"]
+        self.sgd = torch.optim.SGD(parameter_groups(model, rest, others), nesterov=True, **keywords(others))
         super().__init__(self.muon.param_groups + self.sgd.param_groups, {})
 
     @torch.no_grad()

@@ -2,6 +2,7 @@
 
 import difflib
 import inspect
+import re
 from pathlib import Path
 
 import torch
@@ -19,7 +20,7 @@ OPTIMIZERS = {
     "rmsprop": (torch.optim.RMSprop, {}),
     "adagrad": (torch.optim.Adagrad, {}),
     "nadam": (torch.optim.NAdam, {}),
-    "muon": (torch.optim.Muon, {}),  # for the conv filters; optimizers.nesterov for the rest (classifier/optim.py)
+    "muon": (torch.optim.Muon, {}),  # for the conv filters; Nesterov SGD (its `others`) for the rest
 }
 ARCHS = ("fast_cnn", "seed_cnn")
 ACTIVATIONS = ("relu", "gelu")
@@ -28,7 +29,7 @@ FLIPS = ("alternating", "random", "none")
 TTA_VIEWS = ("mirror_translate", "mirror", "none")
 PRECISIONS = ("auto", "bf16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
-OPTIMIZER_EXTRAS = {"bias_lr_factor"}  # optimizer settings that are ours, not the torch.optim class's
+OPTIMIZER_EXTRAS = {"bias_lr_factor", "others"}  # optimizer settings that are ours, not the torch.optim class's
 
 # Every key params.yaml may hold: a mistyped key must not be ignored while a stage quietly uses another value.
 # A set lists a section's keys; None means any keys (optimizers: checked against each torch.optim signature).
@@ -51,12 +52,24 @@ KNOWN_KEYS = {
 }
 
 
+class ParamsLoader(yaml.SafeLoader):
+    """YAML 1.2's floats: PyYAML (YAML 1.1) reads 2e-09 as a string, and DVC writes `-S key=2e-09` so."""
+
+
+EXPONENT_FLOAT = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+ParamsLoader.add_implicit_resolver("tag:yaml.org,2002:float", EXPONENT_FLOAT, list("-+0123456789"))
+
+
+def parse_params(text: str) -> dict:
+    return yaml.load(text, ParamsLoader)  # noqa: S506 (a SafeLoader)
+
+
 def load_params(path: Path = PARAMS_FILE) -> dict:
     """params.yaml, parsed and checked for keys that no stage knows."""
     if not path.exists():
         raise UserError(f"{path} not found; run the stages from the repository root")
     try:
-        params = yaml.safe_load(path.read_text())
+        params = parse_params(path.read_text())
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -153,19 +166,26 @@ def check_optimizer(params: dict) -> None:
     """The chosen optimizer, and the settings of every optimizer (a typo in one shows before it is chosen)."""
     name = choice(params, "optimizer", list(OPTIMIZERS))
     get(params, f"optimizers.{name}")
-    if name == "muon":
-        get(params, "optimizers.nesterov")  # muon trains everything but the conv filters with these settings
-    for section, settings in get(params, "optimizers").items():
+    for section in get(params, "optimizers"):
         require(section in OPTIMIZERS, f"optimizers.{section}", " | ".join(OPTIMIZERS), section)
-        require(isinstance(settings, dict), f"optimizers.{section}", "a mapping of keyword arguments", settings)
-        optimizer_class, fixed = OPTIMIZERS[section]
-        accepted = set(inspect.signature(optimizer_class).parameters) - {"params"} - set(fixed) | OPTIMIZER_EXTRAS
-        for key in settings:
-            require(key in accepted, f"optimizers.{section}.{key}",
-                     f"a keyword of {optimizer_class.__name__}: " + ", ".join(sorted(accepted)), key)
-        number(params, f"optimizers.{section}.lr", 0, 1e3, open_low=True)
-        if "bias_lr_factor" in settings:
-            number(params, f"optimizers.{section}.bias_lr_factor", 0, 1e6, open_low=True)
+        if section == "muon":  # the filters' own settings, and `others`: Nesterov SGD's for the rest
+            check_settings(params, "optimizers.muon", torch.optim.Muon, {}, {"others"})
+            check_settings(params, "optimizers.muon.others", torch.optim.SGD, {"nesterov": True}, {"bias_lr_factor"})
+        else:
+            check_settings(params, f"optimizers.{section}", *OPTIMIZERS[section], {"bias_lr_factor"})
+
+
+def check_settings(params: dict, key: str, optimizer_class: type, fixed: dict, extras: set) -> None:
+    """One optimizer's settings: keywords of its torch.optim class (but those we fix) or of ours, a positive lr."""
+    settings = get(params, key)
+    require(isinstance(settings, dict), key, "a mapping of keyword arguments", settings)
+    accepted = set(inspect.signature(optimizer_class).parameters) - {"params"} - set(fixed) | extras
+    for name in settings:
+        require(name in accepted, f"{key}.{name}",
+                 f"a keyword of {optimizer_class.__name__}: " + ", ".join(sorted(accepted)), name)
+    number(params, f"{key}.lr", 0, 1e3, open_low=True)
+    if "bias_lr_factor" in settings:
+        number(params, f"{key}.bias_lr_factor", 0, 1e6, open_low=True)
 
 
 def check_train(params: dict) -> None:

@@ -16,13 +16,11 @@ import json
 import shutil
 from pathlib import Path
 
-import yaml
-
 from classifier.cli import run_main
 from classifier.fit import fit_text, parse_history
 from classifier.gitdvc import dvc, read_at
 from classifier.outputs import CONFUSION_PNG, CURVES_PNG, HISTORY_CSV, write_text
-from classifier.params import PARAMS_FILE
+from classifier.params import PARAMS_FILE, parse_params
 
 FIGURES = {"learning curves": CURVES_PNG, "test confusion matrix": CONFUSION_PNG}
 
@@ -32,7 +30,7 @@ def fit_at(rev: str) -> str:
     history = parse_history(list(csv.DictReader(io.StringIO(read_at(rev, HISTORY_CSV)))))
     if not history:
         return "(no training history)"
-    return fit_text(history, yaml.safe_load(read_at(rev, PARAMS_FILE)))
+    return fit_text(history, parse_params(read_at(rev, PARAMS_FILE)))
 
 
 def figure_paths(old: str, new: str, out: Path) -> dict:

@@ -5,7 +5,9 @@
 1. Training pieces: the default params with `ablation.reference` applied (a shorter budget, and here
    airbench's wider blocks) is the reference run; each entry of `ablation.runs` is the reference with a few
    more params changed (one piece removed or swapped). Each run is a DVC experiment named ablate-<name>, so
-   `dvc exp show` and `dvc exp diff` compare any two; run again, DVC's run cache restores the runs that finished.
+   `dvc exp show` and `dvc exp diff` compare any two. reports/ablation-runs.json (Git-tracked) records each
+   run's results by the code, data and params it ran with, so run again, even in a fresh clone, it trains only
+   what changed.
 2. Test-time augmentation: the committed model (models/model.pt) scored on the test split with each choice of
    evaluate.tta; no retraining, so this part takes a minute.
 
@@ -26,9 +28,10 @@ from classifier.models import load_checkpoint
 from classifier.outputs import MODEL_FILE, write_json
 from classifier.params import (PARAMS_FILE, TTA_VIEWS, check_eval, check_known_keys, check_train, get, load_params,
                                require)
-from experiments.dvc_queue import collect, machine_args, my_share, pull_runs, push_runs, run_queue, with_changes
+from experiments.dvc_queue import machine_args, my_share, pull_runs, push_runs, run_queue, with_changes
 
 ABLATION_JSON = Path("reports/ablation.json")
+RUNS_JSON = Path("reports/ablation-runs.json")
 
 
 def check_ablation(params: dict) -> None:
@@ -55,10 +58,10 @@ def training_runs(params: dict) -> dict[str, dict]:
 def training_rows(params: dict) -> list[dict]:
     """Queue and run the reference and every ablation run; one row of results per run, in params order."""
     changes = {"reference": {}, **params["ablation"]["runs"]}
-    refs = run_queue(training_runs(params))
+    results = run_queue(training_runs(params), RUNS_JSON)
     rows = []
     for name, change in changes.items():
-        result = collect(f"ablate-{name}", refs)
+        result = results[f"ablate-{name}"]
         row = {"name": name, "changes": change, "status": result["status"]}
         if result["status"] == "ok":
             row.update(test_acc=result["test"]["test_acc"], train_pflop=result["train"]["train_pflop"],
@@ -85,7 +88,7 @@ def run_shard(params: dict, shard: tuple[int, int], git_remote: str) -> None:
     runs = training_runs(params)
     names = my_share(list(runs), shard)
     if names:
-        run_queue({name: runs[name] for name in names})
+        run_queue({name: runs[name] for name in names}, RUNS_JSON)
         push_runs(git_remote)
     print(f"shard {shard[0]}/{shard[1]} ran {', '.join(names) or 'nothing (more shards than runs)'}; once every "
           "shard has finished, `make ablation` on any machine pulls their runs and writes the report")

@@ -3,9 +3,10 @@
 Every run is an ordinary queued experiment (`dvc exp run --queue -n NAME -S key=value ...`), so `dvc exp show`
 lists it and `dvc exp diff` compares any two. Runs are queued without --force, so DVC's run cache restores
 every stage that already ran with the same code, params and data, in this workspace or in the queue, after
-any commit that leaves the stages' dependencies alone: a resumed or repeated study trains nothing twice. The
-run cache records only stages that succeeded, so a run that diverged is recorded here, in
-checkpoints/queue-failures.json, by the code, data and params it ran with.
+any commit that leaves the stages' dependencies alone. Every run's results (or its divergence) are also kept in
+a record that Git tracks (the study's reports/optimizers-runs.json, the ablation's reports/ablation-runs.json),
+by the code, data and params it ran with: a fresh clone, without the experiments or the run cache, does not
+train a recorded run again, so a study interrupted in one clone finishes in another.
 """
 
 import argparse
@@ -21,21 +22,19 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
 
 from classifier.cli import UserError
 from classifier.fit import parse_history
 from classifier.gitdvc import dvc, git, read_at
 from classifier.outputs import EVALUATE_METRICS, HISTORY_CSV, TIMING_METRICS, TRAIN_METRICS, write_json
-from classifier.params import PARAMS_FILE, get, load_params
+from classifier.params import PARAMS_FILE, get, load_params, parse_params
 
-FAILURES_JSON = Path("checkpoints/queue-failures.json")
 WORKER_LOGS = ".dvc/tmp/exps/celery/*.out"  # where `dvc queue logs` itself points when a worker failed
 POLL_SECONDS = 5
 DEAD_POLLS = 3  # polls in a row without a worker before the worker counts as gone (a starting one shows none)
 WAITING = ("Queued", "Running")
 RANK = {"Failed": 0, "Success": 1, "Queued": 2, "Running": 3}  # of one name's several tasks, the liveliest counts
-CODE_FOLDERS = ("stages", "classifier")  # what the stages run: a diverged run's record holds while they stay
+CODE_FOLDERS = ("stages", "classifier")  # what the stages run: a run's record holds while they stay
 
 
 def with_changes(params: dict, changes: dict) -> dict:
@@ -162,34 +161,45 @@ def run_key(params: dict, changes: dict) -> str:
     return hashlib.sha256((json.dumps(pipeline, sort_keys=True) + committed).encode()).hexdigest()
 
 
-def read_failures() -> dict:
-    return json.loads(FAILURES_JSON.read_text()) if FAILURES_JSON.exists() else {}
+def run_queue(runs: dict[str, dict], record: Path) -> dict[str, dict]:
+    """Run one queued experiment per run (name -> params to set), one at a time; name -> its results (collect).
+
+    A run in record with the same code, data and params is not run again; every run that finished or diverged
+    is added to it (one that failed otherwise is not: it runs again next time).
+    """
+    params = load_params()
+    keys = {name: run_key(params, changes) for name, changes in runs.items()}
+    recorded = json.loads(record.read_text()) if record.exists() else {}
+    kept = [name for name in runs if recorded.get(name, {}).get("key") == keys[name]]
+    if kept:
+        print(f"kept {len(kept)} runs recorded in {record} with the same code and params: {', '.join(kept)}")
+    outcomes = queue_and_wait({name: changes for name, changes in runs.items() if name not in kept})
+    for name in outcomes:
+        result = collect(name, outcomes)
+        if result["status"] != "failed":
+            recorded[name] = {"key": keys[name], **result}
+    write_json(record, dict(sorted(recorded.items())))
+    return {name: recorded[name] if name in recorded else {"status": "failed"} for name in runs}
 
 
-def diverged_before(name: str, key: str, failures: dict) -> bool:
-    return failures.get(name, {}).get("key") == key
+def queue_and_wait(runs: dict[str, dict]) -> dict[str, str]:
+    """Queue the runs and wait for them: name -> the experiment's commit, or "diverged" / "failed" for a run that
+    left no experiment.
 
-
-def run_queue(runs: dict[str, dict]) -> dict[str, str]:
-    """Run one queued experiment per run (name -> params to set), one at a time, and wait for all of them.
-
-    Returns name -> the experiment's commit, or "diverged" / "failed" for a run that left no experiment.
     An experiment of the same name from this commit is kept when it ran with the same params (here, or on
     another machine that pushed it), and replaced otherwise: the run cache restores it in seconds when nothing
     it depends on changed. A run already queued or running from this commit (by an interrupted run of this
     command) is waited for, not queued twice: DVC would keep only one of the two results.
     """
+    if not runs:
+        return {}
     base = git("rev-parse", "HEAD").stdout.strip()
-    params, failures, mine = load_params(), read_failures(), experiments_of(base)
-    keys = {name: run_key(params, changes) for name, changes in runs.items()}
-    diverged = [name for name in runs if diverged_before(name, keys[name], failures)]
-    if diverged:
-        print(f"kept {len(diverged)} runs that diverged with the same code and params: {', '.join(diverged)}")
+    params, mine = load_params(), experiments_of(base)
     state = {name: mine.get(name, ("Failed", ""))[0] for name in runs}
     kept = [name for name in runs if state[name] == "Success" and ran_with(mine[name][1], params, runs[name])]
     if kept:
         print(f"kept {len(kept)} runs that finished from this commit with the same params: {', '.join(kept)}")
-    to_queue = [name for name in runs if name not in diverged + kept and state[name] not in WAITING]
+    to_queue = [name for name in runs if name not in kept and state[name] not in WAITING]
     replaced = [name for name in to_queue if state[name] == "Success"]
     if replaced:
         dvc("exp", "remove", *replaced)
@@ -198,25 +208,19 @@ def run_queue(runs: dict[str, dict]) -> dict[str, str]:
     for name in to_queue:
         dvc("exp", "run", "--queue", "-n", name,
             *[arg for key, value in runs[name].items() for arg in ("-S", f"{key}={json.dumps(value)}")])
-    waiting = [name for name in runs if name not in diverged + kept]
+    waiting = [name for name in runs if name not in kept]
     if waiting:
         print(f"running {len(waiting)} queued experiments (the run cache restores those that ran before): "
               f"{', '.join(waiting)}", flush=True)
         start_worker()
         wait_for(waiting)
     finished = {name: rev for name, (state, rev) in experiments_of(base).items() if state == "Success"}
-    outcomes = {name: "diverged" for name in diverged}
-    for name in [name for name in runs if name not in diverged]:
-        outcomes[name] = finished.get(name) or failure_kind(name)
-        if outcomes[name] == "diverged":
-            failures[name] = {"changes": runs[name], "key": keys[name]}
-    write_json(FAILURES_JSON, failures)
-    return outcomes
+    return {name: finished.get(name) or failure_kind(name) for name in runs}
 
 
 def ran_with(rev: str, params: dict, changes: dict) -> bool:
     """Whether the experiment at rev ran with params and these changes (its params.yaml, as `-S` left it)."""
-    return yaml.safe_load(read_at(rev, PARAMS_FILE)) == with_changes(params, changes)
+    return parse_params(read_at(rev, PARAMS_FILE)) == with_changes(params, changes)
 
 
 def failure_kind(name: str) -> str:

@@ -2,11 +2,11 @@
 
     python -m experiments.study            (or: make study)
 
-1. Sweeps, seed `seed`, at the short budget study.sweep.changes, each self-widening: first the learning rate,
-   each optimizer of study.optimizers at its own lr times study.sweep.factors (and its own weight decay);
-   while the best lr is the lowest or highest tried, one more lr study.sweep.widen further out. Then the
-   weight decay the same way, at the best lr (the run at its own weight decay is the lr sweep's best run, not
-   trained again); an optimizer without weight decay, or with 0, keeps it.
+1. Sweeps, seed `seed`, at the study's budget study.changes (and study.sweep.changes on top), each
+   self-widening: first the learning rate, each optimizer of study.optimizers at its own lr times
+   study.sweep.factors (and its own weight decay); while the best lr is the lowest or highest tried, one more lr
+   study.sweep.widen further out. Then the weight decay the same way, at the best lr (the run at its own weight
+   decay is the lr sweep's best run, not trained again); an optimizer without weight decay, or with 0, keeps it.
 2. Final runs at the budget study.changes: each optimizer at its best lr and weight decay, once per seed of
    study.seeds (the seed sets initialisation, shuffling and augmentation; the split has its own
    data.split_seed).
@@ -16,8 +16,9 @@
 
 Every run is an ordinary queued DVC experiment (sweep-<optimizer>-<lr>, sweep-<optimizer>-<lr>-wd<weight decay>,
 study-<optimizer>-seed<n>), visible in `dvc exp show` and comparable with `dvc exp diff` and `dvc plots diff`.
-Interrupted or run again, the study trains nothing twice: it keeps the experiments that finished, and DVC's run
-cache restores the rest.
+Interrupted or run again, the study trains nothing twice: reports/optimizers-runs.json (Git-tracked) records
+every run's results by the code, data and params it ran with, and is written after each optimizer's batch of
+runs; commit it, and the study goes on in a fresh clone where it stopped.
 
 On N machines (make study SHARD=K/N, K = 1..N): each runs the sweeps and the seeds of every N-th optimizer and
 pushes its experiments (`dvc exp push --run-cache`); then `make study` on any one of them pulls them all and
@@ -42,10 +43,11 @@ from classifier.cli import run_main  # noqa: E402
 from classifier.outputs import save_figure, write_json, write_text  # noqa: E402
 from classifier.params import (OPTIMIZERS, PARAMS_FILE, check_known_keys, check_train, get,  # noqa: E402
                                load_params, number, require)
-from experiments.dvc_queue import (collect, machine_args, my_share, pull_runs, push_runs,  # noqa: E402
-                                  run_queue, with_changes)
+from experiments.dvc_queue import (machine_args, my_share, pull_runs, push_runs, run_queue,  # noqa: E402
+                                  with_changes)
 
 STUDY_JSON = Path("reports/optimizers.json")
+RUNS_JSON = Path("reports/optimizers-runs.json")
 TABLE_MD = Path("reports/optimizers.md")
 OPTIMIZER_CURVES_PNG = Path("plots/optimizers/curves.png")
 
@@ -55,9 +57,9 @@ OPTIMIZER_CURVES_PNG = Path("plots/optimizers/curves.png")
 SWEPT = ("lr", "weight_decay")  # the keys of optimizers.<name> that the study tunes, in this order
 
 
-def lr_name(lr: float) -> str:
+def value_name(value: float) -> str:
     """An lr or a weight decay as a word for an experiment name: 0.002 -> 0p002, 1e-05 -> 1em05, 1000 -> 1000."""
-    return f"{lr:g}".replace(".", "p").replace("-", "m").replace("+", "")
+    return f"{value:g}".replace(".", "p").replace("-", "m").replace("+", "")
 
 
 def rounded(lr: float) -> float:
@@ -66,10 +68,11 @@ def rounded(lr: float) -> float:
 
 def sweep_run(params: dict, optimizer: str, values: dict[str, float]) -> tuple[str, dict]:
     """One sweep trial, at values (its lr, and for a weight-decay trial its weight decay): name and params."""
-    name = f"sweep-{optimizer}-{lr_name(values['lr'])}"
+    name = f"sweep-{optimizer}-{value_name(values['lr'])}"
     if "weight_decay" in values:
-        name += f"-wd{lr_name(values['weight_decay'])}"
-    return name, {**params["study"]["sweep"]["changes"], "optimizer": optimizer,
+        name += f"-wd{value_name(values['weight_decay'])}"
+    study = params["study"]
+    return name, {**study["changes"], **study["sweep"]["changes"], "optimizer": optimizer,
                   **{f"optimizers.{optimizer}.{key}": value for key, value in values.items()}}
 
 
@@ -105,11 +108,10 @@ def sweep_key(params: dict, key: str, fixed: dict[str, dict], known: dict[str, d
     for widening in range(sweep["max_widenings"] + 1):
         runs = {optimizer: {value: sweep_run(params, optimizer, {**fixed[optimizer], key: value}) for value in values}
                 for optimizer, values in to_try.items()}
-        named = dict(run for trials in runs.values() for run in trials.values())
-        outcomes = run_queue(named) if named else {}
+        results = run_each_optimizer({optimizer: dict(trials.values()) for optimizer, trials in runs.items()})
         for optimizer, trials in runs.items():
             for value, (name, _) in trials.items():
-                result = collect(name, outcomes)
+                result = results[name]
                 scores[optimizer][value] = result["train"]["val_acc"] if result["status"] == "ok" else result["status"]
         to_try = {optimizer: [value] for optimizer, tried in scores.items()
                   if (value := next_value(tried, sweep["widen"]))}
@@ -119,6 +121,12 @@ def sweep_key(params: dict, key: str, fixed: dict[str, dict], known: dict[str, d
     return {optimizer: {"chosen": best_value(tried), "at_edge": next_value(tried, sweep["widen"]) is not None,
                         "tried": {str(value): tried[value] for value in sorted(tried)}}
             for optimizer, tried in scores.items()}
+
+
+def run_each_optimizer(runs: dict[str, dict[str, dict]]) -> dict[str, dict]:
+    """optimizer -> its runs (name -> params changes), one optimizer's batch at a time, each batch recorded in
+    RUNS_JSON as it finishes: name -> results."""
+    return {name: result for batch in runs.values() if batch for name, result in run_queue(batch, RUNS_JSON).items()}
 
 
 def not_swept(own: float | None, lr: dict) -> dict:
@@ -154,13 +162,13 @@ def chosen(optimizer: str, sweep: dict) -> dict:
             if sweep[key]["chosen"] is not None}
 
 
-def final_runs(params: dict, sweep: dict[str, dict]) -> dict[str, dict]:
-    """name -> params, one per optimizer and seed, each at its optimizer's lr and weight decay from the sweeps."""
+def final_runs(params: dict, sweep: dict[str, dict]) -> dict[str, dict[str, dict]]:
+    """optimizer -> name -> params, one per seed, at the optimizer's lr and weight decay from the sweeps."""
     study = params["study"]
-    return {f"study-{optimizer}-seed{seed}": {**study["changes"], "optimizer": optimizer, "seed": seed,
-                                               **chosen(optimizer, sweep[optimizer])}
-            for optimizer in study["optimizers"] if sweep[optimizer]["lr"]["chosen"] is not None
-            for seed in study["seeds"]}
+    return {optimizer: {f"study-{optimizer}-seed{seed}": {**study["changes"], "optimizer": optimizer, "seed": seed,
+                                                           **chosen(optimizer, sweep[optimizer])}
+                        for seed in study["seeds"]}
+            for optimizer in study["optimizers"] if sweep[optimizer]["lr"]["chosen"] is not None}
 
 
 def run_summary(result: dict, target_val_acc: float) -> dict:
@@ -327,7 +335,7 @@ def run_shard(params: dict, shard: tuple[int, int], git_remote: str) -> None:
     optimizers = my_share(params["study"]["optimizers"], shard)
     if optimizers:
         mine = {**params, "study": {**params["study"], "optimizers": optimizers}}
-        run_queue(final_runs(mine, sweep_optimizers(mine)))
+        run_each_optimizer(final_runs(mine, sweep_optimizers(mine)))
         push_runs(git_remote)
     print(f"shard {shard[0]}/{shard[1]} ran {', '.join(optimizers) or 'nothing (more shards than optimizers)'}; "
           "once every shard has finished, `make study` on any machine pulls their runs and writes the report")
@@ -344,8 +352,8 @@ def main() -> None:
     started = time.perf_counter()
 
     sweep = sweep_optimizers(params)
-    outcomes = run_queue(final_runs(params, sweep))
-    runs = {optimizer: {seed: collect(f"study-{optimizer}-seed{seed}", outcomes)
+    results = run_each_optimizer(final_runs(params, sweep))
+    runs = {optimizer: {seed: results[f"study-{optimizer}-seed{seed}"]
                         if sweep[optimizer]["lr"]["chosen"] is not None else {"status": "diverged"}
                         for seed in study["seeds"]} for optimizer in study["optimizers"]}
     summaries = {optimizer: {seed: {"status": run["status"], **(run_summary(run, study["target_val_acc"])

@@ -4,7 +4,7 @@ import sys
 import pytest
 
 from classifier.cli import UserError
-from classifier.params import check_data, check_eval, check_plot, check_train, get
+from classifier.params import check_data, check_eval, check_plot, check_train, get, parse_params
 from tests.conftest import REPO, write_params
 
 
@@ -31,6 +31,9 @@ def test_bad_test_time_views_are_named(params):
     ("optimizers.nesterov.lr", 0, "'optimizers.nesterov.lr' is 0; allowed: a number in (0"),
     ("optimizers.nesterov.betas", [0.9, 0.99], "'optimizers.nesterov.betas' is 'betas'; allowed: a keyword of SGD"),
     ("optimizers.nesterov.bias_lr_factor", 0, "'optimizers.nesterov.bias_lr_factor' is 0; allowed: a number in (0"),
+    ("optimizers.muon.bias_lr_factor", 64, "'optimizers.muon.bias_lr_factor' is 'bias_lr_factor'; allowed: a keyword"),
+    ("optimizers.muon.others.betas", [0.9], "'optimizers.muon.others.betas' is 'betas'; allowed: a keyword of SGD"),
+    ("optimizers.muon.others.lr", -1, "'optimizers.muon.others.lr' is -1; allowed: a number in (0"),
     ("train.flip", "sometimes", "'train.flip' is 'sometimes'; allowed: alternating | random | none"),
     ("train.lookahead_every", -1, "'train.lookahead_every' is -1; allowed: an integer in [0, 10000]"),
     ("train.precision", "fp16", "'train.precision' is 'fp16'; allowed: auto | bf16 | fp32"),
@@ -109,3 +112,9 @@ def test_set_param_of_a_list_changes_only_its_items(tmp_path):
     path.write_text(original)
     apply_overrides(str(path), ["model.fast_cnn.widths=[32,96,96]"])
     assert path.read_text() == original.replace("    - 64\n    - 192\n    - 192\n", "    - 32\n    - 96\n    - 96\n", 1)
+
+
+def test_params_read_floats_as_dvc_writes_them():
+    """`dvc exp run -S optimizers.adam.weight_decay=6.25e-05` writes 6.25e-05, a string to YAML 1.1."""
+    assert parse_params("lr: 2e-09\nwd: 6.25E-5\nmomentum: 0.9\nepochs: 8\nname: x1e5\n") == {
+        "lr": 2e-09, "wd": 6.25e-05, "momentum": 0.9, "epochs": 8, "name": "x1e5"}

@@ -15,7 +15,7 @@ import yaml
 
 from classifier.cli import UserError
 import experiments.study
-from experiments.study import (check_study, compare, comparison_table, final_runs, lr_name, next_value,
+from experiments.study import (check_study, compare, comparison_table, final_runs, value_name, next_value,
                                paired_comparison, plot_optimizer_curves, results_table, rounded, summary_row,
                                sweep_optimizers, sweep_table)
 from experiments.dvc_queue import my_share, parse_shard
@@ -47,8 +47,8 @@ def sweep_params() -> dict:
 
 
 def fake_queue(monkeypatch, params: dict) -> list[dict]:
-    """run_queue and collect without DVC: every batch of runs queued, in order; sgd is best at lr 0.3 and weight
-    decay 0.003, adam and rmsprop at their own lr times 3, nadam diverges."""
+    """run_queue without DVC: every batch of runs queued, in order; sgd is best at lr 0.3 and weight decay 0.003,
+    adam and rmsprop at their own lr times 3, nadam diverges."""
     queued = []
 
     def accuracy(changes: dict) -> float | str:
@@ -61,16 +61,15 @@ def fake_queue(monkeypatch, params: dict) -> list[dict]:
         decay_penalty = 0.01 * abs(math.log(settings["weight_decay"] / 0.003)) if optimizer == "sgd" else 0
         return 0.9 - 0.1 * abs(math.log(settings["lr"] / best_lr)) - decay_penalty
 
-    def run_queue(runs: dict[str, dict]) -> dict[str, float | str]:
-        queued.append(runs)
-        return {name: accuracy(changes) for name, changes in runs.items()}
-
-    def collect(name: str, outcomes: dict) -> dict:
-        score = outcomes[name]
+    def result(score: float | str) -> dict:
         return {"status": score} if isinstance(score, str) else {"status": "ok", "train": {"val_acc": score}}
 
+    def run_queue(runs: dict[str, dict], record: Path) -> dict[str, dict]:
+        assert record == Path("reports/optimizers-runs.json")
+        queued.append(runs)
+        return {name: result(accuracy(changes)) for name, changes in runs.items()}
+
     monkeypatch.setattr(experiments.study, "run_queue", run_queue)
-    monkeypatch.setattr(experiments.study, "collect", collect)
     return queued
 
 
@@ -79,15 +78,15 @@ def test_the_weight_decay_is_swept_at_the_best_lr_without_training_the_best_lr_r
     queued = fake_queue(monkeypatch, params)
     sweep = sweep_optimizers(params)
 
-    assert [sorted(runs) for runs in queued] == [
-        ["sweep-adam-0p0006", "sweep-adam-0p002", "sweep-adam-0p006", "sweep-nadam-0p0006", "sweep-nadam-0p002",
-         "sweep-nadam-0p006", "sweep-rmsprop-0p0003", "sweep-rmsprop-0p001", "sweep-rmsprop-0p003",
-         "sweep-sgd-0p03", "sweep-sgd-0p1", "sweep-sgd-0p3"],
-        ["sweep-adam-0p018", "sweep-nadam-0p0002", "sweep-rmsprop-0p009", "sweep-sgd-0p9"],  # each at an edge
+    assert [sorted(runs) for runs in queued] == [  # one optimizer's runs at a time, each batch recorded
+        ["sweep-sgd-0p03", "sweep-sgd-0p1", "sweep-sgd-0p3"], ["sweep-adam-0p0006", "sweep-adam-0p002",
+         "sweep-adam-0p006"], ["sweep-rmsprop-0p0003", "sweep-rmsprop-0p001", "sweep-rmsprop-0p003"],
+        ["sweep-nadam-0p0006", "sweep-nadam-0p002", "sweep-nadam-0p006"],
+        ["sweep-sgd-0p9"], ["sweep-adam-0p018"], ["sweep-rmsprop-0p009"], ["sweep-nadam-0p0002"],  # each at an edge
         ["sweep-nadam-6p67em05"],  # nadam still diverges at the last widening
         ["sweep-sgd-0p3-wd0p0003", "sweep-sgd-0p3-wd0p003"],  # wd 0.001 at lr 0.3 is sweep-sgd-0p3: not again
         ["sweep-sgd-0p3-wd0p009"]]
-    assert queued[3]["sweep-sgd-0p3-wd0p003"] == {"train.epochs": 1, "optimizer": "sgd", "optimizers.sgd.lr": 0.3,
+    assert queued[9]["sweep-sgd-0p3-wd0p003"] == {"train.epochs": 1, "optimizer": "sgd", "optimizers.sgd.lr": 0.3,
                                                   "optimizers.sgd.weight_decay": 0.003}
     assert sweep["sgd"]["lr"] == {"chosen": 0.3, "at_edge": False, "tried": {
         "0.03": pytest.approx(0.9 - 0.1 * math.log(10) - 0.01 * math.log(3)),
@@ -106,9 +105,11 @@ def test_the_weight_decay_is_swept_at_the_best_lr_without_training_the_best_lr_r
 def test_the_final_runs_use_the_chosen_lr_and_weight_decay(monkeypatch):
     params = sweep_params()
     fake_queue(monkeypatch, params)
-    runs = final_runs(params, sweep_optimizers(params))
+    by_optimizer = final_runs(params, sweep_optimizers(params))
+    runs = {name: changes for batch in by_optimizer.values() for name, changes in batch.items()}
+    assert list(by_optimizer) == ["sgd", "adam", "rmsprop"]  # nadam diverged at every lr: no final runs
     assert sorted(runs) == ["study-adam-seed0", "study-adam-seed1", "study-rmsprop-seed0", "study-rmsprop-seed1",
-                            "study-sgd-seed0", "study-sgd-seed1"]  # nadam diverged at every lr: no final runs
+                            "study-sgd-seed0", "study-sgd-seed1"]
     assert runs["study-sgd-seed1"] == {"train.epochs": 3, "optimizer": "sgd", "seed": 1, "optimizers.sgd.lr": 0.3,
                                        "optimizers.sgd.weight_decay": 0.003}
     assert runs["study-adam-seed0"] == {"train.epochs": 3, "optimizer": "adam", "seed": 0, "optimizers.adam.lr": 0.006,
@@ -212,6 +213,7 @@ def test_study_runs_on_a_real_dvc_queue_and_trains_nothing_twice(tmp_path):
     sweep = study["sweep"]
     assert sweep["sgd"]["lr"]["tried"]["1000.0"] == "diverged" and sweep["sgd"]["lr"]["chosen"] == 0.001
     assert set(sweep["adam"]["lr"]["tried"]) == {"2e-09", "0.002"}
+    assert isinstance(sweep["adam"]["lr"]["tried"]["2e-09"], float)  # params.yaml holds 2.0e-09, not '2e-09'
     # sgd's weight decay 100 at lr 0.001 is the lr sweep's best run; one widening goes 1e6 lower
     assert set(sweep["sgd"]["weight_decay"]["tried"]) == {"0.0001", "100.0"}
     assert sweep["sgd"]["weight_decay"]["tried"]["100.0"] == sweep["sgd"]["lr"]["tried"]["0.001"]
@@ -234,15 +236,25 @@ def test_study_runs_on_a_real_dvc_queue_and_trains_nothing_twice(tmp_path):
     assert not any(name.startswith("sweep-sgd-0p001-wd100") for name in names)  # the lr sweep's best run
     assert all("Running stage 'prepare'" not in log for log in queue_logs(repo, names).values())
 
-    # A commit that touches no stage's dependencies, then the study again: the run cache restores every run.
+    # A commit that touches no stage's dependencies, then the study again: every run is in the record.
+    record = json.loads((repo / "reports/optimizers-runs.json").read_text())
+    assert record["sweep-sgd-1000"]["status"] == "diverged" and record["study-adam-seed1"]["status"] == "ok"
+    assert set(record) == set(names) | {"sweep-sgd-1000"}
     (repo / "README.md").write_text("a README-only change\n")
     run(["git", "add", "README.md"], repo)
     run(["git", "commit", "-q", "-m", "README only"], repo)
     again = run(["python", "-m", "experiments.study"], repo)
-    assert "kept 1 runs that diverged with the same code and params: sweep-sgd-1000" in again
+    assert "recorded in reports/optimizers-runs.json" in again and "queued experiments" not in again
+    assert json.loads((repo / "reports/optimizers.json").read_text())["rows"] == study["rows"]
+
+    # Without the record (the study's first run in a clone that never committed it): the run cache restores
+    # every run that finished; the one that diverged runs again.
+    (repo / "reports/optimizers-runs.json").unlink()
+    run(["python", "-m", "experiments.study"], repo)
     for name, log in queue_logs(repo, names).items():
         assert "Stage 'train' is cached - skipping run" in log and "Running stage" not in log, name
     assert json.loads((repo / "reports/optimizers.json").read_text())["rows"] == study["rows"]
+    assert json.loads((repo / "reports/optimizers-runs.json").read_text()) == record
 
 
 def test_bad_study_params_are_named(params):
@@ -326,7 +338,7 @@ def test_a_study_split_across_three_machines_reports_what_one_machine_does(tmp_p
         output = run([sys.executable, "-m", "experiments.study", "--shard", f"{k}/3"], machine)
         assert f"shard {k}/3 ran {optimizer};" in output
         trained[k] = set(dvc("exp", "list", "--name-only", cwd=machine).split())
-        lr = lr_name(rounded(params["optimizers"][optimizer]["lr"]))
+        lr = value_name(rounded(params["optimizers"][optimizer]["lr"]))
         assert trained[k] == {f"sweep-{optimizer}-{lr}", f"study-{optimizer}-seed0", f"study-{optimizer}-seed1"}
     assert trained[1].isdisjoint(trained[2] | trained[3]) and trained[2].isdisjoint(trained[3])
 

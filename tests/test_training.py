@@ -28,11 +28,11 @@ def test_batch_norm_biases_get_their_own_lr_and_decay(params):
 
 
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])  # the pipeline's: last
-def test_muon_orthogonalises_the_filters_updates_and_trains_the_rest_as_nesterov_does(params, memory_format):
+def test_muon_orthogonalises_the_filters_updates_and_trains_the_rest_with_its_nesterov_settings(params, memory_format):
     model = build_model(params["model"], 3, 16).to(memory_format=memory_format)
     twin = copy.deepcopy(model)
     nesterov = {"lr": 0.5, "momentum": 0.85, "weight_decay": 0.01, "bias_lr_factor": 64}
-    settings = {"muon": {"lr": 0.1, "momentum": 0.6, "weight_decay": 0.0}, "nesterov": nesterov}
+    settings = {"muon": {"lr": 0.1, "momentum": 0.6, "weight_decay": 0.0, "others": nesterov}, "nesterov": nesterov}
     muon, sgd = build_optimizer("muon", settings, model), build_optimizer("nesterov", settings, twin)
     x = torch.randn(8, 3, 16, 16)
     for net in (model, twin):
