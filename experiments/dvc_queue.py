@@ -16,6 +16,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from classifier.outputs import EVALUATE_METRICS, HISTORY_CSV, TIMING_METRICS, TR
 from classifier.params import PARAMS_FILE, get, load_params, parse_params
 
 WORKER_LOGS = ".dvc/tmp/exps/celery/*.out"  # where `dvc queue logs` itself points when a worker failed
+RUN_PIDS = ".dvc/tmp/exps/run/{task}*/*.pid"  # each queued run's own process, by its task id
 POLL_SECONDS = 5
 DEAD_POLLS = 3  # polls in a row without a worker before the worker counts as gone (a starting one shows none)
 WAITING = ("Queued", "Running")
@@ -106,6 +108,20 @@ def worker_running() -> bool:
     return bool(lines) and lines[-1] != "Worker status: 0 active, 0 idle"
 
 
+def run_alive(task: str) -> bool:
+    """Whether the process of the queued run with this task id is alive: a worker whose queue has emptied is
+    no longer counted by `dvc queue status`, though it still runs its last experiment to the end."""
+    for pid_file in Path().glob(RUN_PIDS.format(task=task)):
+        try:
+            os.kill(int(pid_file.read_text()), 0)
+            return True
+        except (ValueError, ProcessLookupError):
+            continue
+        except PermissionError:  # someone else's process: alive
+            return True
+    return False
+
+
 def start_worker() -> None:
     """One worker: one experiment at a time, or one per GPU where there are several (each experiment's stages
     then claim the least busy GPU: classifier.device). Its output goes nowhere: a worker holding our pipes open
@@ -138,7 +154,9 @@ def wait_for(names: list[str]) -> None:
         waiting = [name for name in names if states.get(name) in WAITING]
         if not waiting:
             return
-        polls_without_worker = 0 if worker_running() else polls_without_worker + 1
+        running = [task for task, name, *_, state in queue_rows() if name in waiting and state == "Running"]
+        alive = worker_running() or any(run_alive(task) for task in running)
+        polls_without_worker = 0 if alive else polls_without_worker + 1
         if polls_without_worker == DEAD_POLLS and not restarted:
             print(f"the DVC queue's worker stopped with {len(waiting)} experiments waiting; starting it again",
                   flush=True)

@@ -18,7 +18,7 @@ import experiments.study
 from experiments.study import (check_study, compare, comparison_table, final_runs, value_name, next_value,
                                paired_comparison, plot_optimizer_curves, results_table, rounded, summary_row,
                                sweep_optimizers, sweep_table)
-from experiments.dvc_queue import my_share, parse_shard
+from experiments.dvc_queue import my_share, parse_shard, run_alive
 from tests.conftest import (diverging, dvc, make_dvc_repo, queue_logs, repro_and_commit, run, tiny_params,
                             write_params)
 
@@ -293,6 +293,19 @@ def test_a_queue_worker_that_dies_is_restarted_once_then_named(tmp_path):
         "sweep-adam-0p002`, then run this again: finished runs are kept")
     dvc("queue", "kill", "sweep-adam-0p002", cwd=repo)
     assert "wrote reports/optimizers.json" in run(["python", "-m", "experiments.study"], repo)
+
+
+def test_a_queued_run_counts_as_alive_while_its_process_is(tmp_path, monkeypatch):
+    """A worker whose queue has emptied drops out of `dvc queue status` while it runs its last experiment."""
+    monkeypatch.chdir(tmp_path)
+    run_dir = tmp_path / ".dvc/tmp/exps/run/271a99f0ab7d"
+    run_dir.mkdir(parents=True)
+    (run_dir / "271a99f0ab7d.pid").write_text(str(os.getpid()))
+    assert run_alive("271a99f") and not run_alive("c3ddfa6")
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    (run_dir / "271a99f0ab7d.pid").write_text(str(ended.pid))
+    assert not run_alive("271a99f")
 
 
 def test_shards_split_the_runs_so_that_each_runs_on_exactly_one_machine():
