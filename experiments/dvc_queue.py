@@ -23,7 +23,6 @@ import sys
 import time
 from pathlib import Path
 
-
 from classifier.cli import UserError
 from classifier.fit import parse_history
 from classifier.gitdvc import dvc, git, read_at
@@ -60,11 +59,11 @@ def queue_rows() -> list[list[str]]:
     return [row for row in rows if len(row) >= 4 and row[-1] in RANK]
 
 
-def queue_states() -> dict[str, str]:
-    """Experiment name -> its state in DVC's queue: Queued, Running, Success or Failed. A name queued more than
-    once keeps its liveliest state."""
+def queue_states(rows: list[list[str]]) -> dict[str, str]:
+    """Experiment name -> its state in DVC's queue (rows: queue_rows()): Queued, Running, Success or Failed. A name
+    queued more than once keeps its liveliest state."""
     states: dict[str, str] = {}
-    for _, name, *_, state in queue_rows():
+    for _, name, *_, state in rows:
         if RANK[state] >= RANK[states.get(name, "Failed")]:
             states[name] = state
     return states
@@ -150,11 +149,12 @@ def wait_for(names: list[str]) -> None:
     """
     restarted, polls_without_worker = False, 0
     while True:
-        states = queue_states()
+        rows = queue_rows()
+        states = queue_states(rows)
         waiting = [name for name in names if states.get(name) in WAITING]
         if not waiting:
             return
-        running = [task for task, name, *_, state in queue_rows() if name in waiting and state == "Running"]
+        running = [task for task, name, *_, state in rows if name in waiting and state == "Running"]
         alive = worker_running() or any(run_alive(task) for task in running)
         polls_without_worker = 0 if alive else polls_without_worker + 1
         if polls_without_worker == DEAD_POLLS and not restarted:
