@@ -171,6 +171,13 @@ def final_runs(params: dict, sweep: dict[str, dict]) -> dict[str, dict[str, dict
             for optimizer in study["optimizers"] if sweep[optimizer]["lr"]["chosen"] is not None}
 
 
+def new_choices(params: dict, sweep: dict[str, dict]) -> list[str]:
+    """The sweep's choices that params.yaml's optimizers: sections do not hold yet, as "key: old -> new"."""
+    return [f"optimizers.{optimizer}.{key}: {params['optimizers'][optimizer].get(key)} -> {result['chosen']}"
+            for optimizer, keys in sweep.items() for key, result in keys.items()
+            if result["chosen"] is not None and params["optimizers"][optimizer].get(key) != result["chosen"]]
+
+
 def run_summary(result: dict, target_val_acc: float) -> dict:
     """The numbers of one finished run that the study compares."""
     history = result["history"]
@@ -378,6 +385,9 @@ def main() -> None:
     plt.close(figure)
     print(tables)
     print(f"study took {minutes:.1f} minutes; wrote {STUDY_JSON}, {TABLE_MD}, {OPTIMIZER_CURVES_PNG}")
+    if changes := new_choices(params, sweep):
+        print(f"write the study's choices into params.yaml, so that `dvc exp run -S optimizer=X` trains X with them "
+              f"(and `dvc repro` again): {'; '.join(changes)}")
 
 
 if __name__ == "__main__":

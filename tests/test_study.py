@@ -14,12 +14,13 @@ import pytest
 import yaml
 
 from classifier.cli import UserError
+from classifier.params import parse_params
 import experiments.study
-from experiments.study import (check_study, compare, comparison_table, final_runs, value_name, next_value,
+from experiments.study import (check_study, compare, comparison_table, final_runs, new_choices, value_name, next_value,
                                paired_comparison, plot_optimizer_curves, results_table, rounded, summary_row,
                                sweep_optimizers, sweep_table)
 from experiments.dvc_queue import my_share, parse_shard, run_alive
-from tests.conftest import (diverging, dvc, make_dvc_repo, queue_logs, repro_and_commit, run, tiny_params,
+from tests.conftest import (REPO, diverging, dvc, make_dvc_repo, queue_logs, repro_and_commit, run, tiny_params,
                             write_params)
 
 
@@ -189,6 +190,23 @@ def test_the_figure_shows_each_optimizer_mean_curve_with_a_band_and_whole_epochs
     assert band.min() == pytest.approx(0.5) and band.max() == pytest.approx(0.9)
     assert all(tick == int(tick) for tick in accuracy_axis.get_xticks())
     plt.close(figure)
+
+
+def test_the_study_names_the_choices_that_params_yaml_lacks():
+    params = {"optimizers": {"adam": {"lr": 0.002, "weight_decay": 0.0005}, "muon": {"lr": 0.12}}}
+    sweep = {"adam": {"lr": {"chosen": 0.004}, "weight_decay": {"chosen": 0.0005}},
+             "muon": {"lr": {"chosen": 0.12}, "weight_decay": {"chosen": None}}}
+    assert new_choices(params, sweep) == ["optimizers.adam.lr: 0.002 -> 0.004"]
+
+
+def test_params_carry_what_the_committed_study_chose():
+    """`dvc exp run -S optimizer=X` trains X with the lr and weight decay the study chose for it."""
+    sweep = json.loads((REPO / "reports/optimizers.json").read_text())["sweep"]
+    optimizers = parse_params((REPO / "params.yaml").read_text())["optimizers"]
+    for optimizer, keys in sweep.items():
+        for key, result in keys.items():
+            assert optimizers[optimizer].get(key) == result["chosen"], (
+                f"params.yaml: optimizers.{optimizer}.{key} is not what reports/optimizers.json chose")
 
 
 def tiny_study(tmp_path) -> Path:
