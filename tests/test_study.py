@@ -210,10 +210,10 @@ def test_params_carry_what_the_committed_study_chose():
 
 
 def tiny_study(tmp_path) -> Path:
-    """A committed tiny repository whose study sweeps sgd (diverging at its own lr) and adam (without weight
-    decay, so that only its lr is swept)."""
+    """A committed tiny repository whose study sweeps sgd (diverging at its own lr) and adam (at lr 0.002, whatever
+    params.yaml holds, and without weight decay, so that only its lr is swept)."""
     params = diverging(tiny_params(), "sgd")
-    params["optimizers"]["adam"]["weight_decay"] = 0.0
+    params["optimizers"]["adam"].update(lr=0.002, weight_decay=0.0)
     params["train"].update(epochs=1, batch_size=8)
     params["study"] = {"optimizers": ["sgd", "adam"], "seeds": [0, 1], "changes": {"train.epochs": 2},
                        "target_val_acc": 0.3,
