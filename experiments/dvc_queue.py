@@ -53,14 +53,17 @@ def with_changes(params: dict, changes: dict) -> dict:
 
 # ----------------------------------------------------------------------------- what DVC says of the queue
 
-def queue_rows() -> list[list[str]]:
-    """`dvc queue status` as rows: the task id first, the name second, the state last."""
-    rows = [line.split() for line in dvc("queue", "status").stdout.splitlines()[1:]]
-    return [row for row in rows if len(row) >= 4 and row[-1] in RANK]
+def queue_status() -> tuple[list[list[str]], bool]:
+    """`dvc queue status` as rows (the task id first, the name second, the state last), and whether a queue
+    worker is alive, active or idle (the output ends with their count)."""
+    lines = dvc("queue", "status").stdout.splitlines()
+    rows = [row for row in (line.split() for line in lines[1:]) if len(row) >= 4 and row[-1] in RANK]
+    workers = [line for line in lines if line.startswith("Worker status:")]
+    return rows, bool(workers) and workers[-1] != "Worker status: 0 active, 0 idle"
 
 
 def queue_states(rows: list[list[str]]) -> dict[str, str]:
-    """Experiment name -> its state in DVC's queue (rows: queue_rows()): Queued, Running, Success or Failed. A name
+    """Experiment name -> its state in DVC's queue (rows from queue_status): Queued, Running, Success or Failed. A name
     queued more than once keeps its liveliest state."""
     states: dict[str, str] = {}
     for _, name, *_, state in rows:
@@ -73,7 +76,7 @@ def newest_task(name: str) -> str:
     """The id of the newest queue task of that name: `dvc queue logs NAME` may show an older one's log, and
     `dvc queue status` lists tasks in the order of its broker's file names, not by age. A task's id is the
     commit DVC made when it was queued, so the commit's time says which is newest."""
-    tasks = [task for task, task_name, *_ in queue_rows() if task_name == name]
+    tasks = [task for task, task_name, *_ in queue_status()[0] if task_name == name]
     return max(tasks, key=lambda task: int(git("show", "-s", "--format=%ct", task).stdout))
 
 
@@ -99,12 +102,6 @@ def liveliest(rows: list[dict]) -> dict[str, tuple[str, str]]:
         if row["typ"] != "baseline" and name and RANK[state] >= RANK[states.get(name, ("Failed", ""))[0]]:
             states[name] = (state, row["rev"])
     return states
-
-
-def worker_running() -> bool:
-    """Whether a queue worker is alive, active or idle (`dvc queue status` ends with its count)."""
-    lines = [line for line in dvc("queue", "status").stdout.splitlines() if line.startswith("Worker status:")]
-    return bool(lines) and lines[-1] != "Worker status: 0 active, 0 idle"
 
 
 def run_alive(task: str) -> bool:
@@ -137,7 +134,7 @@ def wait_until_no_worker(limit: float = 60.0) -> None:
     a task queued in that moment and exit with it half run, left 'Running' with no worker (seen in the study's
     test, between its sweep and its final runs)."""
     deadline = time.monotonic() + limit
-    while worker_running() and time.monotonic() < deadline:
+    while queue_status()[1] and time.monotonic() < deadline:
         time.sleep(POLL_SECONDS)
 
 
@@ -149,13 +146,13 @@ def wait_for(names: list[str]) -> None:
     """
     restarted, polls_without_worker = False, 0
     while True:
-        rows = queue_rows()
+        rows, worker_alive = queue_status()
         states = queue_states(rows)
         waiting = [name for name in names if states.get(name) in WAITING]
         if not waiting:
             return
         running = [task for task, name, *_, state in rows if name in waiting and state == "Running"]
-        alive = worker_running() or any(run_alive(task) for task in running)
+        alive = worker_alive or any(run_alive(task) for task in running)
         polls_without_worker = 0 if alive else polls_without_worker + 1
         if polls_without_worker == DEAD_POLLS and not restarted:
             print(f"the DVC queue's worker stopped with {len(waiting)} experiments waiting; starting it again",
