@@ -1,4 +1,5 @@
-"""The augmentation of training batches, on whole batches: alternating or random flips and random shifts."""
+"""The augmentation of training batches, on whole batches: alternating or random flips, random shifts, and
+smaller images in the first epochs."""
 
 import torch
 
@@ -29,12 +30,22 @@ def translate(images: torch.Tensor, max_shift: int, generator: torch.Generator) 
     return out
 
 
+def scale_down(images: torch.Tensor, scale: float) -> torch.Tensor:
+    """A (N, C, H, W) batch resized to `scale` of its height and width (bilinear, antialiased), channels-last."""
+    if scale == 1:
+        return images
+    size = [round(side * scale) for side in images.shape[2:]]
+    smaller = torch.nn.functional.interpolate(images, size=size, mode="bilinear", antialias=True)
+    return smaller.contiguous(memory_format=torch.channels_last)
+
+
 def training_batches(images, labels, mean, std, train_params: dict, device: torch.device,
-                     generator: torch.Generator, epoch: int, flip_bits: torch.Tensor):
+                     generator: torch.Generator, epoch: int, flip_bits: torch.Tensor, scale: float = 1.0):
     """Shuffled, augmented (x, y) batches of one epoch; the last partial batch is dropped (it upsets batch norm).
 
     Alternating flip: each image has a fixed random orientation (flip_bits) in even epochs and the mirror
     one in odd epochs, so every pair of epochs shows both, which beats an independent coin per epoch.
+    scale < 1: the images scaled down to that share of their side.
     """
     batch_size = train_params["batch_size"]
     order = torch.randperm(len(images), generator=generator)
@@ -46,4 +57,5 @@ def training_batches(images, labels, mean, std, train_params: dict, device: torc
         elif train_params["flip"] == "random":
             x = flip_where(x, torch.rand(len(batch), generator=generator) < 0.5)
         x = translate(x, train_params["translate"], generator)
+        x = scale_down(x, scale)
         yield x, labels[batch.to(labels.device)].to(device, non_blocking=True)

@@ -44,7 +44,7 @@ KNOWN_KEYS = {
     "optimizers": None,
     "train": {"epochs", "batch_size", "lr_schedule", "warmup_fraction", "lr_start_factor", "lr_end_factor",
               "label_smoothing", "flip", "translate", "whiten_bias_epochs", "lookahead_every", "lookahead_decay",
-              "val_stride", "precision", "device", "processes", "resume"},
+              "val_stride", "low_res_fraction", "low_res_scale", "precision", "device", "processes", "resume"},
     "evaluate": {"tta"},
     "plot": {"overfit_gap", "underfit_accuracy"},
     "study": None,      # the experiment drivers' own sections: experiments/study.py and ablation.py check them
@@ -203,6 +203,8 @@ def check_train(params: dict) -> None:
     number(params, "train.lookahead_every", 0, 10_000, integer=True)
     number(params, "train.lookahead_decay", 0, 1, open_high=True)
     number(params, "train.val_stride", 1, 1_000_000, integer=True)
+    number(params, "train.low_res_fraction", 0, 1, open_high=True)
+    number(params, "train.low_res_scale", 0, 1, open_low=True)
     choice(params, "train.precision", PRECISIONS)
     choice(params, "train.device", DEVICES)
     boolean(params, "train.resume")

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from torch.nn.parallel import DistributedDataParallel
 
 from classifier import distributed
-from classifier.augment import training_batches
+from classifier.augment import scale_down, training_batches
 from classifier.cli import UserError
 from classifier.device import autocast, resolve_precision, setup_torch
 from classifier.inputs import channel_stats, stats_tensors, to_input
@@ -61,13 +61,20 @@ def check_fits(params: dict, images: np.ndarray, class_names: list[str]) -> None
     side = images.shape[1]
     with torch.random.fork_rng(devices=[]), torch.no_grad():  # a trial model must not move the seeded generators
         model = build_model(params["model"], len(class_names), side).eval()
+        pools = sum(isinstance(module, nn.MaxPool2d) for module in model.modules())
+        too_deep = f"params.yaml: model.arch '{arch}' halves the image {pools} times, too often for"
         try:
             model(torch.zeros(1, 3, side, side))
         except RuntimeError:
-            pools = sum(isinstance(module, nn.MaxPool2d) for module in model.modules())
-            message = (f"params.yaml: model.arch '{arch}' halves the image {pools} times, too often for {side}x{side} "
-                       "images; use larger images or model.arch seed_cnn with fewer widths")
-            raise UserError(message) from None
+            raise UserError(f"{too_deep} {side}x{side} images; use larger images or model.arch seed_cnn with fewer "
+                            "widths") from None
+        if low_res_epochs(params):
+            low = scale_down(torch.zeros(1, 3, side, side), params["train"]["low_res_scale"]).shape[-1]
+            try:
+                model(torch.zeros(1, 3, low, low))
+            except RuntimeError:
+                raise UserError(f"{too_deep} the {low}x{low} images of the first epochs; raise "
+                                "'train.low_res_scale' or set 'train.low_res_fraction' to 0") from None
 
 
 def start_run(params: dict, images: np.ndarray, labels: np.ndarray, class_names: list[str]) -> Run:
@@ -122,10 +129,11 @@ def train_epoch(run: Run, epoch: int, steps: int | None = None) -> tuple[float, 
     if run.net is run.model:
         run.net = wrapped(run.model, run.device)
     steps = steps or run.steps_per_epoch
-    sample = to_input(run.images[:2], run.mean, run.std, run.device)
+    scale = epoch_scale(run.params, epoch)
+    sample = scale_down(to_input(run.images[:2], run.mean, run.std, run.device), scale)
     flops = training_flops_per_image(run.model, sample) * steps * train_params["batch_size"]
     batches = training_batches(run.images, run.labels, run.mean, run.std, train_params, run.device, run.generator,
-                               epoch, run.flip_bits)
+                               epoch, run.flip_bits, scale)
     totals = train_one_epoch(run.net, run.optimizer, run.schedule, share(itertools.islice(batches, steps)), steps,
                              run.precision, train_params["label_smoothing"], run.device, run.lookahead,
                              desc=f"epoch {epoch + 1}/{train_params['epochs']}")
@@ -133,6 +141,19 @@ def train_epoch(run: Run, epoch: int, steps: int | None = None) -> tuple[float, 
         run.lookahead.finish()
     total_loss, total_correct, total_seen = distributed.sum_across(list(totals))
     return total_loss / total_seen, total_correct / total_seen, flops
+
+
+def low_res_epochs(params: dict) -> int:
+    """How many of the first epochs train on smaller images: train.low_res_fraction of them, rounded (fast_cnn
+    only: seed_cnn's dense layer takes one image size)."""
+    if params["model"]["arch"] != "fast_cnn":
+        return 0
+    return round(params["train"]["epochs"] * params["train"]["low_res_fraction"])
+
+
+def epoch_scale(params: dict, epoch: int) -> float:
+    """The share of the images' side that epoch `epoch` (from 0) trains on."""
+    return params["train"]["low_res_scale"] if epoch < low_res_epochs(params) else 1.0
 
 
 def share(batches):

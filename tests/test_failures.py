@@ -74,6 +74,16 @@ def test_a_model_too_deep_for_the_image_size(tmp_path, monkeypatch, params):
     assert "model.arch 'fast_cnn' halves the image 3 times, too often for 4x4 images" in fails(tmp_path, "train")
 
 
+def test_low_res_epochs_too_small_for_the_model(workdir, params):
+    params["train"].update(low_res_fraction=0.5, low_res_scale=0.5)
+    write_params(workdir, params)
+    prepare.main()
+    assert fails(workdir, "train") == ("error: params.yaml: model.arch 'fast_cnn' halves the image 3 times, too "
+                                      "often for the 8x8 images of the first epochs; raise "
+                                      "'train.low_res_scale' or set 'train.low_res_fraction' to 0")
+    assert not (workdir / "models").exists() and not (workdir / "metrics").exists()
+
+
 # ----------------------------------------------------------------------------- the model file
 
 class Payload:

@@ -2,16 +2,17 @@
 each on tiny tensors."""
 
 import copy
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from classifier.models import build_model
-from classifier.augment import training_batches
+from classifier.augment import scale_down, training_batches
 from classifier.device import resolve_precision
 from classifier.evaluation import predict_logits
 from classifier.optim import Lookahead, build_optimizer, build_schedule
-from classifier.training import training_flops_per_image
+from classifier.training import epoch_scale, start_run, train_epoch, training_flops_per_image
 
 
 def test_batch_norm_biases_get_their_own_lr_and_decay(params):
@@ -113,6 +114,27 @@ def test_alternating_flip_mirrors_every_image_in_the_next_epoch():
         orientations.append([mirrored[i] for i in range(8)])
     assert orientations[0] == flip_bits.tolist()
     assert orientations[1] == [not m for m in orientations[0]] and orientations[2] == orientations[0]
+
+
+def test_scale_down_keeps_a_flat_image_flat_at_the_smaller_size():
+    images = torch.full((2, 3, 32, 32), 0.5)
+    smaller = scale_down(images, 0.75)
+    assert smaller.shape == (2, 3, 24, 24) and smaller.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(smaller, torch.full_like(smaller, 0.5))
+
+
+def test_low_res_epochs_train_on_smaller_images_and_count_fewer_flops(params):
+    params["train"].update(epochs=2, low_res_fraction=0.5, low_res_scale=0.75, batch_size=8)
+    rng = np.random.default_rng(0)
+    run = start_run(params, rng.integers(0, 256, (16, 16, 16, 3), dtype=np.uint8), rng.integers(0, 3, 16), list("abc"))
+    sizes = [next(training_batches(run.images, run.labels, run.mean, run.std, params["train"], run.device,
+                                   run.generator, epoch, run.flip_bits, epoch_scale(params, epoch)))[0].shape[-1]
+             for epoch in (0, 1)]
+    assert sizes == [12, 16]
+    low_res_flops, full_flops = train_epoch(run, 0, 1)[2], train_epoch(run, 1, 1)[2]
+    assert low_res_flops < 0.7 * full_flops  # 0.56 of the pixels
+    params["model"]["arch"] = "seed_cnn"  # its dense layer takes one image size: no low-res epochs
+    assert epoch_scale(params, 0) == 1
 
 
 def test_frozen_whitening_bias_saves_the_first_blocks_input_gradient(params):
