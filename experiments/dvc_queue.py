@@ -225,7 +225,8 @@ def queue_and_wait(runs: dict[str, dict]) -> dict[str, str]:
             *[arg for key, value in runs[name].items() for arg in ("-S", f"{key}={json.dumps(value)}")])
     waiting = [name for name in runs if name not in kept]
     if waiting:
-        print(f"running {len(waiting)} queued experiments (the run cache restores those that ran before): "
+        plural = "s" if len(waiting) > 1 else ""
+        print(f"running {len(waiting)} queued experiment{plural} (the run cache restores those that ran before): "
               f"{', '.join(waiting)}", flush=True)
         start_worker()
         wait_for(waiting)

@@ -40,7 +40,7 @@ from classifier.gitdvc import dvc, git
 from classifier.models import build_model
 from classifier.optim import build_optimizer
 from classifier.outputs import EVALUATE_METRICS, TIMING_METRICS, TRAIN_METRICS, write_json
-from classifier.training import start_run, train_epoch
+from classifier.training import epoch_scale, low_res_epochs, start_run, train_epoch
 from tools.scratch import copy_code
 
 RESULTS_JSON = Path("bench/results.json")
@@ -134,31 +134,47 @@ def naive_loop(params: dict, train_dir: Path, stats: tuple[list[float], list[flo
     return steps
 
 
-def training_throughput(params: dict) -> dict:
-    """The train stage's epochs 2 to REPEATS + 1, interleaved with the naive loop: images/s and FLOP/s (median).
+def epoch_rates(run, epochs: range, after_each=lambda: None) -> dict:
+    """Seconds, FLOPs, images/s and GFLOP/s of the train stage's epochs `epochs` (medians), after the epoch before
+    them, untimed: it warms up oneDNN's kernels for their image size (and the first trains the whitening bias)."""
+    images = run.steps_per_epoch * run.params["train"]["batch_size"]
+    train_epoch(run, epochs.start - 1)
+    seconds, flops = [], []
+    for epoch in epochs:
+        started = time.perf_counter()
+        flops.append(train_epoch(run, epoch)[2])
+        seconds.append(time.perf_counter() - started)
+        after_each()
+    epoch_seconds, epoch_flops = statistics.median(seconds), statistics.median(flops)
+    return {"side": round(run.images.shape[1] * epoch_scale(run.params, epochs.start)), "epochs": len(epochs),
+            "epoch_seconds": round(epoch_seconds, 2), "images_per_second": round(images / epoch_seconds, 1),
+            "mflop_per_image": round(epoch_flops / images / 1e6, 1),
+            "gflops": round(epoch_flops / epoch_seconds / 1e9, 1)}
 
-    The first epoch is left out: it trains the whitening bias and warms up oneDNN's kernels.
-    """
+
+def training_throughput(params: dict) -> dict:
+    """The train stage's epochs at full size, interleaved with the naive loop, and its small-image epochs (the
+    first low_res_epochs, when there are at least two: one warms up): images/s and FLOP/s, medians of up to
+    REPEATS epochs. achieved_gflops is the default run's rate: its epochs' FLOPs over their seconds."""
     images, labels, class_names = load_split("train")
     run = start_run(params, images, labels, class_names)
-    images_per_epoch = run.steps_per_epoch * params["train"]["batch_size"]
-    train_epoch(run, 0)
-    pipeline, gflops, naive = [], [], []
+    small = low_res_epochs(params)
     with tempfile.TemporaryDirectory() as tmp:
         naive_steps = naive_loop(params, split_folder(Path(params["data"]["raw"]), "train", Path(tmp)), run.stats,
                                  len(class_names), images.shape[1])
-        for epoch in range(1, REPEATS + 1):
-            started = time.perf_counter()
-            _, _, flops = train_epoch(run, epoch)
-            seconds = time.perf_counter() - started
-            pipeline.append(images_per_epoch / seconds)
-            gflops.append(flops / seconds / 1e9)
-            naive.append(params["train"]["batch_size"] * NAIVE_STEPS / median_seconds(naive_steps, 1))
+        naive = []
+        sizes = {"small": epoch_rates(run, range(1, min(small, REPEATS + 1)))} if small > 1 else {}
+        sizes["full"] = epoch_rates(run, range(small + 1, small + 1 + REPEATS),
+                                    lambda: naive.append(NAIVE_STEPS / median_seconds(naive_steps, 1)))
+    counts = {"small": small, "full": params["train"]["epochs"] - small} if "small" in sizes else {"full": 1}
+    seconds = sum(counts[size] * rates["epoch_seconds"] for size, rates in sizes.items())
+    flops = sum(counts[size] * rates["epoch_seconds"] * rates["gflops"] for size, rates in sizes.items())
+    full = sizes["full"]
     return {"model": params["model"]["arch"], "batch_size": params["train"]["batch_size"],
-            "precision": run.precision, "train_mflop_per_image": round(flops / images_per_epoch / 1e6, 1),
-            "pipeline_images_per_second": round(statistics.median(pipeline), 1),
-            "achieved_gflops": round(statistics.median(gflops), 1),
-            "naive_images_per_second": round(statistics.median(naive), 1)}
+            "precision": run.precision, "epoch_rates": sizes,
+            "train_mflop_per_image": full["mflop_per_image"], "pipeline_images_per_second": full["images_per_second"],
+            "achieved_gflops": round(flops / seconds, 1),
+            "naive_images_per_second": round(params["train"]["batch_size"] * statistics.median(naive), 1)}
 
 
 def shares(results: dict) -> dict:
