@@ -172,10 +172,13 @@ def final_runs(params: dict, sweep: dict[str, dict]) -> dict[str, dict[str, dict
 
 
 def new_choices(params: dict, sweep: dict[str, dict]) -> list[str]:
-    """The sweep's choices that params.yaml's optimizers: sections do not hold yet, as "key: old -> new"."""
+    """The sweep's choices that params.yaml's optimizers: sections do not hold yet, as "key: old -> new", but for
+    the keys in study.keep (settings that runs at the default's full budget chose over the study's)."""
+    keep = params.get("study", {}).get("keep", [])
     return [f"optimizers.{optimizer}.{key}: {params['optimizers'][optimizer].get(key)} -> {result['chosen']}"
             for optimizer, keys in sweep.items() for key, result in keys.items()
-            if result["chosen"] is not None and params["optimizers"][optimizer].get(key) != result["chosen"]]
+            if result["chosen"] is not None and params["optimizers"][optimizer].get(key) != result["chosen"]
+            and f"optimizers.{optimizer}.{key}" not in keep]
 
 
 def run_summary(result: dict, target_val_acc: float) -> dict:
@@ -311,7 +314,7 @@ def plot_optimizer_curves(histories: dict[str, list[list[dict]]]):
 
 # ----------------------------------------------------------------------------- the study
 
-STUDY_KEYS = {"optimizers": set(), "seeds": set(), "changes": None, "target_val_acc": set(),
+STUDY_KEYS = {"optimizers": set(), "seeds": set(), "changes": None, "target_val_acc": set(), "keep": set(),
               "sweep": {"factors": set(), "widen": set(), "max_widenings": set(), "changes": None}}
 
 
@@ -335,6 +338,10 @@ def check_study(params: dict) -> None:
         require(isinstance(changes, dict), key, "a mapping of params keys to values", changes)
         check_train(with_changes(params, changes))
     number(params, "study.target_val_acc", 0, 1)
+    keep = params["study"].get("keep", [])
+    swept = [f"optimizers.{name}.{key}" for name in optimizers for key in ("lr", "weight_decay")]
+    require(isinstance(keep, list) and all(key in swept for key in keep), "study.keep",
+            "a list of the swept keys (optimizers.<one of study.optimizers>.lr or .weight_decay)", keep)
 
 
 def run_shard(params: dict, shard: tuple[int, int], git_remote: str) -> None:

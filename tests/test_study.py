@@ -197,6 +197,10 @@ def test_the_study_names_the_choices_that_params_yaml_lacks():
     sweep = {"adam": {"lr": {"chosen": 0.004}, "weight_decay": {"chosen": 0.0005}},
              "muon": {"lr": {"chosen": 0.12}, "weight_decay": {"chosen": None}}}
     assert new_choices(params, sweep) == ["optimizers.adam.lr: 0.002 -> 0.004"]
+    sweep["muon"]["lr"]["chosen"] = 0.24
+    assert new_choices(params, sweep) == ["optimizers.adam.lr: 0.002 -> 0.004", "optimizers.muon.lr: 0.12 -> 0.24"]
+    params["study"] = {"keep": ["optimizers.muon.lr"]}  # chosen at the default's full budget instead
+    assert new_choices(params, sweep) == ["optimizers.adam.lr: 0.002 -> 0.004"]
 
 
 def test_params_carry_what_the_committed_study_chose():
@@ -277,6 +281,8 @@ def test_bad_study_params_are_named(params):
         check_study({**params, "study": {**params["study"], "optimizers": ["sgd", "adamax"]}})
     with pytest.raises(UserError, match=r"'study.seeds' is \[0\]; allowed: a list of at least 2 different"):
         check_study({**params, "study": {**params["study"], "seeds": [0]}})
+    with pytest.raises(UserError, match=r"'study.keep' is \['optimizers.nadam.lr'\]; allowed: a list of the swept"):
+        check_study({**params, "study": {**params["study"], "keep": ["optimizers.nadam.lr"]}})
     params["study"]["changes"] = {"train.epochs": 0}
     with pytest.raises(UserError, match=r"'train.epochs' is 0; allowed: an integer in \[1, 10000\]"):
         check_study(params)
