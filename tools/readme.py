@@ -81,7 +81,7 @@ def classes_block(root: Path) -> str:
          row["support"]] for row in read_csv(root / "plots/evaluate/classes.csv")])
 
 
-def epoch_rates(bench: dict) -> str:
+def rates_by_size(bench: dict) -> str:
     """Each image size's epochs, and with small-image epochs the default's mix of the two (bench/results.json)."""
     sizes = "; ".join(f"{rates['side']}×{rates['side']}: {rates['images_per_second']:,.0f} images/s x "
                       f"{rates['mflop_per_image']:.0f} MFLOP = {rates['gflops']:.0f} GFLOP/s"
@@ -99,7 +99,7 @@ def bench_block(root: Path) -> str:
         ["machine", f"{bench['machine']}, {bench['date']}", ""],
         ["peak matmul (4096², `torch.matmul`), fp32 / bf16",
          f"{bench['peak_gflops_fp32']:.0f} / {bench['peak_gflops_bf16']:.0f} GFLOP/s", ""],
-        [f"the train stage's epochs ({precision}, batch {bench['batch_size']}, validation aside)", epoch_rates(bench),
+        [f"the train stage's epochs ({precision}, batch {bench['batch_size']}, validation aside)", rates_by_size(bench),
          ""],
         [f"share of the {precision} peak (the precision training uses here)", f"**{percent(bench['share_of_peak'])}**",
          f"≥ {TARGET_SHARE:.0%}: {verdict(bench['share_of_peak'] >= TARGET_SHARE)}"],
