@@ -50,7 +50,7 @@ bench: pipeline
 gpu-check: data
 	python -m tools.gpu_check
 
-## the default train stage against the reference (airbench94's own code) on the same data, in one run (bench/anchor.json)
+## the default train stage, and its loop alone, against the reference (airbench94's own code) on the same data, in one run (bench/anchor.json)
 bench-anchor: pipeline
 	python -m tools.bench --anchor
 	python -m tools.readme
