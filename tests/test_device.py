@@ -1,10 +1,12 @@
 """Which device a stage runs on: the least busy GPU when there are several, checked with a fake list of devices."""
 
 import os
+import platform
 import subprocess
 import sys
 from collections import Counter
 
+import pytest
 import torch
 
 from classifier.device import claim_device, least_busy, setup_torch
@@ -47,3 +49,29 @@ def test_auto_with_several_gpus_claims_one(tmp_path, monkeypatch):
     (tmp_path / "checkpoints/devices").mkdir(parents=True)
     (tmp_path / f"checkpoints/devices/cuda:0@{os.getppid()}").touch()
     assert setup_torch(0, "auto") == torch.device("cuda:1")
+
+
+REALLOCATE = """import ctypes, resource, sys
+from classifier.device import setup_torch
+if sys.argv[1] == "setup":
+    setup_torch(0, "cpu")
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype, libc.malloc.argtypes, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_size_t], [ctypes.c_void_p]
+for _ in range(3):  # a training step's 64 MiB of activations, written, then freed
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    block = libc.malloc(2**26)
+    ctypes.memset(block, 1, 2**26)
+    libc.free(block)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the allocator's settings are glibc's")
+def test_a_freed_block_of_a_steps_size_is_reused_without_faulting_its_pages_in_again():
+    def page_faults(setup: str) -> int:
+        run = subprocess.run([sys.executable, "-c", REALLOCATE, setup], cwd=REPO, capture_output=True, text=True,
+                             check=True)
+        return int(run.stdout)
+
+    pages = 2**26 // os.sysconf("SC_PAGE_SIZE")
+    assert page_faults("none") > pages / 2  # glibc's default: the block goes back to the kernel every time
+    assert page_faults("setup") < pages / 20
