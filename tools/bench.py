@@ -8,12 +8,12 @@
                                      against the reference, airbench94's own code on the same prepared data, after
                                      the train stage's epochs alone, validation aside
 
-Everything is measured in one run on the current machine: the peak matmul rates (fp32, bf16); the train stage's
-own epochs (classifier.training.start_run and train_epoch, as `dvc repro` runs them, validation aside), their
-FLOPs and their share of the peak at the training precision; a naive PyTorch loop for context; each stage's
-time and peak memory; the train stage in 1 and in 2 processes; a no-op `dvc repro`; `dvc pull` into a fresh
-clone. Throughputs are measured interleaved
-and repeated, and the median reported, because these machines are shared and noisy.
+Everything is measured in one run on the current machine: the peak matmul rates (fp32, bf16; at the start and
+again after the timed work, the higher kept); the train stage's own epochs (classifier.training.start_run and
+train_epoch, as `dvc repro` runs them, validation aside), their FLOPs and their share of the peak at the training
+precision; a naive PyTorch loop for context; each stage's time and peak memory; the train stage in 1 and in 2
+processes; a no-op `dvc repro`; `dvc pull` into a fresh clone. Throughputs are measured interleaved and
+repeated, and the median reported, because these machines are shared and noisy.
 """
 
 import argparse
