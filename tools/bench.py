@@ -164,9 +164,9 @@ def loop_rates(params: dict, run, after_full_epoch=lambda: None) -> dict:
     sizes = {"small": epoch_rates(run, range(1, min(small, REPEATS + 1)))} if small > 1 else {}
     sizes["full"] = epoch_rates(run, range(small + 1, small + 1 + REPEATS), after_full_epoch)
     counts = {"small": small, "full": params["train"]["epochs"] - small} if "small" in sizes else {"full": 1}
-    seconds = sum(counts[size] * rates["epoch_seconds"] for size, rates in sizes.items())
-    flops = sum(counts[size] * rates["epoch_seconds"] * rates["gflops"] for size, rates in sizes.items())
-    return {"precision": run.precision, "epoch_rates": sizes, "achieved_gflops": round(flops / seconds, 1)}
+    total_seconds = sum(counts[size] * rates["epoch_seconds"] for size, rates in sizes.items())
+    gflop = sum(counts[size] * rates["epoch_seconds"] * rates["gflops"] for size, rates in sizes.items())
+    return {"precision": run.precision, "epoch_rates": sizes, "achieved_gflops": round(gflop / total_seconds, 1)}
 
 
 def training_throughput(params: dict) -> dict:
@@ -188,7 +188,7 @@ def shares(results: dict) -> dict:
     """The achieved rate against the peaks, and the time the default's compute takes at that rate."""
     train_pflop = json.loads(TRAIN_METRICS.read_text())["train_pflop"]
     achieved = results["achieved_gflops"]
-    return {"share_of_peak": round(achieved / results[f"peak_gflops_{results['precision']}"], 3),
+    return {"share_of_peak": peak_share(achieved, results["precision"], results),
             "share_of_bf16_peak": round(achieved / results["peak_gflops_bf16"], 3),
             "default_train_pflop": train_pflop, "implied_train_seconds": round(train_pflop * 1e6 / achieved, 1),
             "speedup_over_naive": round(results["pipeline_images_per_second"] / results["naive_images_per_second"],
@@ -327,11 +327,15 @@ def pipeline_run(repo: Path, tmp: Path) -> dict:
             "train_seconds": timing["train_seconds"], "images_per_second": timing["images_per_second"]}
 
 
+def peak_share(gflops: float, precision: str, peaks: dict) -> float:
+    """A rate against the peak matmul rate at its precision."""
+    return round(gflops / peaks[f"peak_gflops_{precision}"], 3)
+
+
 def share_of_peak(run: dict, peaks: dict) -> dict:
     """The run with its training FLOP/s (training FLOPs / training seconds) against the peak at its precision."""
     gflops = run["train_pflop"] * 1e6 / run["train_seconds"]
-    return {**run, "achieved_gflops": round(gflops, 1),
-            "share_of_peak": round(gflops / peaks[f"peak_gflops_{run['precision']}"], 3)}
+    return {**run, "achieved_gflops": round(gflops, 1), "share_of_peak": peak_share(gflops, run["precision"], peaks)}
 
 
 def against_reference(repo: Path, script: Path) -> tuple[dict, dict]:
@@ -376,9 +380,8 @@ def bench_anchor(repo: Path, params: dict, device: torch.device, script: Path) -
     loop = loop_rates(params, start_run(params, *load_split("train")))
     ours, reference = against_reference(repo, script)
     peaks = matmul_peaks(started)
-    share = loop["achieved_gflops"] / peaks[f"peak_gflops_{loop['precision']}"]
     return {**machine(device), **peaks, **compared(share_of_peak(ours, peaks), share_of_peak(reference, peaks)),
-            "ours_loop": {**loop, "share_of_peak": round(share, 3)}}
+            "ours_loop": {**loop, "share_of_peak": peak_share(loop["achieved_gflops"], loop["precision"], peaks)}}
 
 
 def main() -> None:
