@@ -1,5 +1,5 @@
-"""The augmentation of training batches, on whole batches: alternating or random flips, random shifts, and
-smaller images in the first epochs."""
+"""The augmentation of training batches, on whole batches: alternating or random flips, random shifts,
+cutout, and smaller images in the first epochs."""
 
 import torch
 
@@ -30,6 +30,20 @@ def translate(images: torch.Tensor, max_shift: int, generator: torch.Generator) 
     return out
 
 
+def cutout(images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """Each image of a normalised (N, C, H, W) batch with one random size x size square, inside the image, set
+    to 0 (the mean colour)."""
+    if size == 0:
+        return images
+    n, _, height, width = images.shape
+    size = min(size, height, width)
+    top = torch.randint(0, height - size + 1, (n, 1, 1), generator=generator)
+    left = torch.randint(0, width - size + 1, (n, 1, 1), generator=generator)
+    rows, cols = torch.arange(height)[None, :, None], torch.arange(width)[None, None, :]
+    square = (rows >= top) & (rows < top + size) & (cols >= left) & (cols < left + size)
+    return images.masked_fill(square[:, None].to(images.device), 0)
+
+
 def scale_down(images: torch.Tensor, scale: float) -> torch.Tensor:
     """A (N, C, H, W) batch resized to `scale` of its height and width (bilinear, antialiased), channels-last."""
     if scale == 1:
@@ -57,5 +71,6 @@ def training_batches(images, labels, mean, std, train_params: dict, device: torc
         elif train_params["flip"] == "random":
             x = flip_where(x, torch.rand(len(batch), generator=generator) < 0.5)
         x = translate(x, train_params["translate"], generator)
+        x = cutout(x, train_params["cutout"], generator)
         x = scale_down(x, scale)
         yield x, labels[batch.to(labels.device)].to(device, non_blocking=True)

@@ -43,8 +43,9 @@ KNOWN_KEYS = {
     "optimizer": set(),
     "optimizers": None,
     "train": {"epochs", "batch_size", "lr_schedule", "warmup_fraction", "lr_start_factor", "lr_end_factor",
-              "label_smoothing", "flip", "translate", "whiten_bias_epochs", "lookahead_every", "lookahead_decay",
-              "val_stride", "low_res_fraction", "low_res_scale", "precision", "device", "processes", "resume"},
+              "label_smoothing", "flip", "translate", "cutout", "whiten_bias_epochs", "lookahead_every",
+              "lookahead_decay", "val_stride", "low_res_fraction", "low_res_scale", "precision", "device", "processes",
+              "resume"},
     "evaluate": {"tta"},
     "plot": {"overfit_gap", "underfit_accuracy"},
     "study": None,      # the experiment drivers' own sections: experiments/study.py and ablation.py check them
@@ -199,6 +200,7 @@ def check_train(params: dict) -> None:
     number(params, "train.label_smoothing", 0, 1, open_high=True)
     choice(params, "train.flip", FLIPS)
     number(params, "train.translate", 0, 16, integer=True)
+    number(params, "train.cutout", 0, 1024, integer=True)
     number(params, "train.whiten_bias_epochs", 0, 10_000, integer=True)
     number(params, "train.lookahead_every", 0, 10_000, integer=True)
     number(params, "train.lookahead_decay", 0, 1, open_high=True)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from classifier.augment import flip_where, translate
+from classifier.augment import cutout, flip_where, translate
 from classifier.cli import UserError
 from classifier.data import decode_images, read_dataset, read_raw, stratified_split
 from classifier.inputs import scale_pixels
@@ -178,6 +178,21 @@ def test_translate_shifts_within_bounds_and_reflects():
         offsets.add(matches[0])
     assert len(offsets) > 20  # nearly all 25 shifts occur
     assert torch.equal(translate(images, 0, torch.Generator()), images)
+
+
+def test_cutout_zeroes_one_square_inside_each_image_and_nothing_else():
+    images = torch.rand(200, 3, 8, 8) + 1  # no zeros of their own
+    out = cutout(images, 3, torch.Generator().manual_seed(0))
+    corners = set()
+    for image, cut in zip(images, out):
+        zero = (cut == 0).all(0)
+        assert zero.sum() == 9 and (cut[:, ~zero] == image[:, ~zero]).all()
+        rows, cols = torch.nonzero(zero, as_tuple=True)
+        assert rows.max() - rows.min() == 2 and cols.max() - cols.min() == 2  # one 3x3 square
+        corners.add((rows.min().item(), cols.min().item()))
+    assert len(corners) > 30  # nearly all 36 positions occur
+    assert torch.equal(cutout(images, 0, torch.Generator()), images)
+    assert (cutout(images, 20, torch.Generator()) == 0).all()  # larger than the image: all of it
 
 
 def test_a_split_too_small_for_a_validation_image_per_class_is_an_error():
