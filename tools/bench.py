@@ -189,7 +189,7 @@ def shares(results: dict) -> dict:
     train_pflop = json.loads(TRAIN_METRICS.read_text())["train_pflop"]
     achieved = results["achieved_gflops"]
     return {"share_of_peak": peak_share(achieved, results["precision"], results),
-            "share_of_bf16_peak": round(achieved / results["peak_gflops_bf16"], 3),
+            "share_of_bf16_peak": peak_share(achieved, "bf16", results),
             "default_train_pflop": train_pflop, "implied_train_seconds": round(train_pflop * 1e6 / achieved, 1),
             "speedup_over_naive": round(results["pipeline_images_per_second"] / results["naive_images_per_second"],
                                         2)}
