@@ -69,7 +69,7 @@ def check_fits(params: dict, images: np.ndarray, class_names: list[str]) -> None
             raise UserError(f"{too_deep} {side}x{side} images; use larger images or model.arch seed_cnn with fewer "
                             "widths") from None
         if low_res_epochs(params):
-            low = scale_down(torch.zeros(1, 3, side, side), params["train"]["low_res_scale"]).shape[-1]
+            low = low_res_side(params, side)
             try:
                 model(torch.zeros(1, 3, low, low))
             except RuntimeError:
@@ -149,6 +149,11 @@ def low_res_epochs(params: dict) -> int:
     if params["model"]["arch"] != "fast_cnn":
         return 0
     return round(params["train"]["epochs"] * params["train"]["low_res_fraction"])
+
+
+def low_res_side(params: dict, side: int) -> int:
+    """The side in pixels of the small-image epochs' images (as scale_down rounds it)."""
+    return round(side * params["train"]["low_res_scale"])
 
 
 def epoch_scale(params: dict, epoch: int) -> float:

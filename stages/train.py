@@ -21,7 +21,7 @@ from classifier.outputs import HISTORY_CSV, LIVE_DIR, MODEL_FILE, RESUME_FILE, T
 from classifier.outputs import write_csv, write_json
 from classifier.params import check_train, load_params
 from classifier.resume import fingerprint, load_state, restore, rng_state, save_state
-from classifier.training import Run, check_fits, low_res_epochs, start_run, train_epoch
+from classifier.training import Run, check_fits, low_res_epochs, low_res_side, start_run, train_epoch
 
 
 def log_epoch(live: Live | None, history: list[dict], train_flops: float) -> None:
@@ -94,7 +94,7 @@ def main() -> None:
         run = start_run(params, *train_split)
         if distributed.is_main():
             processes = f", {distributed.world_size()} processes" if distributed.world_size() > 1 else ""
-            low = round(train_split[0].shape[1] * params["train"]["low_res_scale"])
+            low = low_res_side(params, train_split[0].shape[1])
             low_res = f", the first {low_res_epochs(params)} at {low}x{low} pixels" if low_res_epochs(params) else ""
             print(f"training {params['model']['arch']} with {params['optimizer']} on {run.device} in "
                   f"{run.precision} ({len(train_split[0])} train / {len(val_split[0])} val images, "
