@@ -51,7 +51,8 @@ class FilterMuon(torch.optim.Optimizer):
         self.matrices = [as_matrix(f.detach(), last) for f, last in zip(self.filters, self.channels_last)]
         self.muon = torch.optim.Muon(self.matrices, **keywords(settings))
         others = settings["others"]
-        self.sgd = torch.optim.SGD(parameter_groups(model, rest, others), nesterov=True, **keywords(others))
+        sgd_class, fixed = OPTIMIZERS["nesterov"]
+        self.sgd = sgd_class(parameter_groups(model, rest, others), **fixed, **keywords(others))
         super().__init__(self.muon.param_groups + self.sgd.param_groups, {})
 
     @torch.no_grad()

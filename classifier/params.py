@@ -29,7 +29,10 @@ FLIPS = ("alternating", "random", "none")
 TTA_VIEWS = ("mirror_translate", "mirror", "none")
 PRECISIONS = ("auto", "bf16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
-OPTIMIZER_EXTRAS = {"bias_lr_factor", "others"}  # optimizer settings that are ours, not the torch.optim class's
+# Optimizer settings that are ours, not the torch.optim class's: the batch-norm biases' lr multiple, which every
+# section but muon's takes, and muon's `others` (the Nesterov SGD's settings for what is not a conv filter).
+BIAS_EXTRAS, MUON_EXTRAS = {"bias_lr_factor"}, {"others"}
+OPTIMIZER_EXTRAS = BIAS_EXTRAS | MUON_EXTRAS
 
 # Every key params.yaml may hold: a mistyped key must not be ignored while a stage quietly uses another value.
 # A set lists a section's keys; None means any keys (optimizers: checked against each torch.optim signature).
@@ -169,11 +172,11 @@ def check_optimizer(params: dict) -> None:
     get(params, f"optimizers.{name}")
     for section in get(params, "optimizers"):
         require(section in OPTIMIZERS, f"optimizers.{section}", " | ".join(OPTIMIZERS), section)
-        if section == "muon":  # the filters' own settings, and `others`: Nesterov SGD's for the rest
-            check_settings(params, "optimizers.muon", torch.optim.Muon, {}, {"others"})
-            check_settings(params, "optimizers.muon.others", torch.optim.SGD, {"nesterov": True}, {"bias_lr_factor"})
+        if section == "muon":
+            check_settings(params, "optimizers.muon", *OPTIMIZERS["muon"], MUON_EXTRAS)
+            check_settings(params, "optimizers.muon.others", *OPTIMIZERS["nesterov"], BIAS_EXTRAS)
         else:
-            check_settings(params, f"optimizers.{section}", *OPTIMIZERS[section], {"bias_lr_factor"})
+            check_settings(params, f"optimizers.{section}", *OPTIMIZERS[section], BIAS_EXTRAS)
 
 
 def check_settings(params: dict, key: str, optimizer_class: type, fixed: dict, extras: set) -> None:
