@@ -7,15 +7,17 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import classification_report
 
+from classifier.augment import scale_down
 from classifier.device import autocast, resolve_precision, setup_torch
 from classifier.inputs import stats_tensors, to_input
 
 
 @torch.no_grad()
 def predict_logits(model, images, mean, std, device: torch.device, batch_size: int, precision: str,
-                   tta: str = "none") -> torch.Tensor:
+                   tta: str = "none", scale: float = 1.0) -> torch.Tensor:
     """Float logits for uint8 (N, H, W, C) images, averaged over test-time views of each image.
 
+    scale < 1: the images scaled down to that share of their side first, as in the small-image epochs.
     tta: none | mirror (the image and its mirror) | mirror_translate (also both mirrored, shifted one pixel
     up-left and down-right: six views, the unshifted pair weighted as much as the four shifted ones).
     """
@@ -27,7 +29,7 @@ def predict_logits(model, images, mean, std, device: torch.device, batch_size: i
 
     outputs = []
     for start in range(0, len(images), batch_size):
-        x = to_input(images[start:start + batch_size], mean, std, device)
+        x = scale_down(to_input(images[start:start + batch_size], mean, std, device), scale)
         if tta == "none":
             with autocast(device, precision):
                 logits = model(x).float()

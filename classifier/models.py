@@ -71,14 +71,22 @@ class FastCNN(nn.Module):
 def init_whitening(layer: nn.Conv2d, images: torch.Tensor, eps: float = 5e-4) -> None:
     """Set a 2x2 conv to whiten the image patches (their eigenvectors, scaled to unit variance).
 
-    Half the filters are the negatives of the other half, so the ReLU after it loses nothing.
-    Whitened inputs make the first epochs far more effective, which matters on a short budget.
+    Half the filters are the negatives of the other half, so the ReLU after it loses nothing. Whitened inputs
+    make the first epochs far more effective, which matters on a short budget.
+
+    Patches that span fewer than 12 directions (8 of 12 have no variance when the three channels are equal, as
+    in a grayscale image) get the directions they do span repeated, largest first: a filter along a direction
+    without variance makes a constant channel, whose bias reaches the loss only through the next conv's zero
+    padding. There it drifted to tens within an epoch, faster than batch norm's running statistics follow, and
+    evaluation saw other activations than training (chance-level validation while training accuracy climbed).
     """
     patches = images.unfold(2, 2, 1).unfold(3, 2, 1).transpose(1, 3).reshape(-1, 3 * 2 * 2).double()
     patches = patches - patches.mean(0)
     eigenvalues, eigenvectors = torch.linalg.eigh(patches.T @ patches / len(patches))
-    filters = (eigenvectors.T / torch.sqrt(eigenvalues + eps)[:, None]).reshape(12, 3, 2, 2)
-    filters = filters.flip(0)  # largest eigenvalue first
+    filters = (eigenvectors.T / torch.sqrt(eigenvalues.clamp(min=0) + eps)[:, None]).flip(0)  # largest first
+    varies = eigenvalues.flip(0) >= eps / 100  # a variance under a hundredth of eps: none
+    spanned = filters[varies] if varies.any() else filters
+    filters = spanned[torch.arange(12) % len(spanned)].reshape(12, 3, 2, 2)
     layer.weight.copy_(torch.cat([filters, -filters]).to(layer.weight.dtype))
     layer.bias.zero_()
 

@@ -1,6 +1,7 @@
 """params.yaml, read and checked, so that a bad value stops a stage before any work."""
 
 import difflib
+from collections.abc import Hashable
 import inspect
 import re
 from pathlib import Path
@@ -56,8 +57,24 @@ KNOWN_KEYS = {
 }
 
 
+class DuplicateKey(Exception):
+    def __init__(self, key, first_line: int, second_line: int):
+        super().__init__(f"key '{key}' is given twice, at lines {first_line} and {second_line}")
+
+
 class ParamsLoader(yaml.SafeLoader):
-    """YAML 1.2's floats: PyYAML (YAML 1.1) reads 2e-09 as a string, and DVC writes `-S key=2e-09` so."""
+    """YAML 1.2's floats: PyYAML (YAML 1.1) reads 2e-09 as a string, and DVC writes `-S key=2e-09` so. A key
+    given twice in one mapping is an error, as in DVC; PyYAML alone would keep the last value."""
+
+    def construct_mapping(self, node, deep=False):
+        lines = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, Hashable) and key in lines:
+                raise DuplicateKey(key, lines[key], line)
+            lines[key] = line
+        return super().construct_mapping(node, deep)
 
 
 EXPONENT_FLOAT = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
@@ -74,6 +91,8 @@ def load_params(path: Path = PARAMS_FILE) -> dict:
         raise UserError(f"{path} not found; run the stages from the repository root")
     try:
         params = parse_params(path.read_text())
+    except DuplicateKey as error:
+        raise UserError(f"{path}: {error}; DVC refuses this too: keep one of them") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -19,7 +19,7 @@ from pathlib import Path
 from classifier.cli import run_main
 from classifier.fit import fit_text, parse_history
 from classifier.gitdvc import dvc, read_at
-from classifier.outputs import CONFUSION_PNG, CURVES_PNG, HISTORY_CSV, write_text
+from classifier.outputs import CLASSES_CSV, CONFUSION_PNG, CURVES_PNG, HISTORY_CSV, write_text
 from classifier.params import PARAMS_FILE, parse_params
 
 FIGURES = {"learning curves": CURVES_PNG, "test confusion matrix": CONFUSION_PNG}
@@ -30,7 +30,8 @@ def fit_at(rev: str) -> str:
     history = parse_history(list(csv.DictReader(io.StringIO(read_at(rev, HISTORY_CSV)))))
     if not history:
         return "(no training history)"
-    return fit_text(history, parse_params(read_at(rev, PARAMS_FILE)))
+    num_classes = len(list(csv.DictReader(io.StringIO(read_at(rev, CLASSES_CSV)))))
+    return fit_text(history, num_classes, parse_params(read_at(rev, PARAMS_FILE)))
 
 
 def figure_paths(old: str, new: str, out: Path) -> dict:

@@ -2,7 +2,7 @@
 
 Outputs: plots/data/samples.png (sample training images with their labels, and the shape of each split),
 plots/train/curves.png, plots/evaluate/confusion.png, plots/evaluate/misclassified.png, metrics/fit.json (the
-verdict alone: overfit, underfit or good; the evidence is printed, and classifier.fit gives it again for the
+verdict alone: mismatch, overfit, underfit or good; the evidence is printed, and classifier.fit gives it again for the
 README and the review report).
 """
 
@@ -24,9 +24,9 @@ def main() -> None:
         if not path.exists():
             raise UserError(f"{path} not found; run the train and evaluate stages first (dvc repro)")
     history = read_history()
-    fit = diagnose_fit(history, params["plot"]["overfit_gap"], params["plot"]["underfit_accuracy"])
     splits = {name: load_split(name) for name in ("train", "val", "test")}
     test_images, test_labels, class_names = splits["test"]
+    fit = diagnose_fit(history, len(class_names), params["plot"]["overfit_gap"], params["plot"]["underfit_accuracy"])
     actual, predicted = map(np.array, read_confusion(class_names))
     if not np.array_equal(actual, test_labels):
         raise UserError(f"{CONFUSION_CSV} does not match the test split; re-run evaluate (dvc repro)")

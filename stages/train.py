@@ -15,13 +15,14 @@ from dvclive import Live
 from classifier import distributed
 from classifier.cli import run_main
 from classifier.prepared import load_split
+from classifier.fit import DISAGREEMENT_ADVICE, disagreement
 from classifier.evaluation import loss_and_accuracy, predict_logits
 from classifier.models import save_checkpoint
 from classifier.outputs import HISTORY_CSV, LIVE_DIR, MODEL_FILE, RESUME_FILE, TIMING_METRICS, TRAIN_METRICS
 from classifier.outputs import write_csv, write_json
 from classifier.params import check_train, load_params
 from classifier.resume import fingerprint, load_state, restore, rng_state, save_state
-from classifier.training import Run, check_fits, low_res_epochs, low_res_side, start_run, train_epoch
+from classifier.training import Run, check_fits, epoch_scale, low_res_epochs, low_res_side, start_run, train_epoch
 
 
 def log_epoch(live: Live | None, history: list[dict], train_flops: float) -> None:
@@ -39,10 +40,12 @@ def log_epoch(live: Live | None, history: list[dict], train_flops: float) -> Non
 
 def train_epochs(run: Run, val_split: tuple, live: Live | None, key: str, history: list[dict],
                  train_flops: float) -> None:
-    """Train the epochs left; after each, validate (on every val_stride-th image, but all after the last epoch),
-    log and save the whole state (one process of several)."""
+    """Train the epochs left; after each, validate (on every val_stride-th image, but all after the last epoch,
+    at the size of the images it trained on), log, save the whole state (one process of several), and warn
+    once when validation disagrees with training as over-fitting never does."""
     val_images, val_labels = torch.from_numpy(val_split[0]).to(run.device), torch.from_numpy(val_split[1])
     epochs, started = run.params["train"]["epochs"], time.perf_counter()
+    warned = False
     for epoch in range(len(history), epochs):
         lr = run.optimizer.param_groups[0]["lr"]
         train_loss, train_acc, flops = train_epoch(run, epoch)
@@ -52,7 +55,8 @@ def train_epochs(run: Run, val_split: tuple, live: Live | None, key: str, histor
             continue
         stride = 1 if epoch == epochs - 1 else run.params["train"]["val_stride"]
         val_logits = predict_logits(run.model, val_images[::stride], run.mean, run.std, run.device,
-                                    run.params["train"]["batch_size"], run.precision)
+                                    run.params["train"]["batch_size"], run.precision,
+                                    scale=epoch_scale(run.params, epoch))
         val_loss, val_acc = loss_and_accuracy(val_logits, val_labels[::stride])
         history.append({"epoch": epoch + 1, "train_loss": round(train_loss, 5), "train_acc": round(train_acc, 5),
                         "val_loss": round(val_loss, 5), "val_acc": round(val_acc, 5), "lr": round(lr, 6)})
@@ -61,6 +65,10 @@ def train_epochs(run: Run, val_split: tuple, live: Live | None, key: str, histor
         save_state(run, epoch + 1, history, train_flops, key, rng_states)
         print(f"epoch {epoch + 1:3d}/{epochs}  train loss {train_loss:.4f} acc {train_acc:.4f}  "
               f"val loss {val_loss:.4f} acc {val_acc:.4f}  ({time.perf_counter() - started:.0f} s)", flush=True)
+        why = disagreement(history, len(val_split[2]))
+        if why and not warned:
+            print(f"warning: evaluation disagrees with training: {why}; {DISAGREEMENT_ADVICE}", flush=True)
+            warned = True
 
 
 def resumed(run: Run, key: str, live: Live | None) -> tuple[list[dict], float]:

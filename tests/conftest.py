@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
+from sklearn.datasets import load_digits
 
 from classifier.gitdvc import run_command
 from experiments.dvc_queue import newest_task
@@ -36,6 +37,28 @@ def make_image_folder(root: Path, per_class: dict, size: int = 16, seed: int = 0
                 image[..., label] += 150
                 image[label::3, :, :] += 40
                 Image.fromarray(image.clip(0, 255).astype(np.uint8)).save(class_dir / f"{i:04d}{suffix}")
+    return root
+
+
+def make_digits_folder(root: Path, colour: bool, per_class: dict, side: int = 16) -> Path:
+    """root/<split>/<digit>/NNNN.png from scikit-learn's handwritten digits (8x8, grayscale), scaled up to side
+    pixels: grayscale PNGs, or each image tinted with a random colour. Real images, no download."""
+    digits = load_digits()
+    rng = np.random.default_rng(0)
+    counts = dict.fromkeys(range(10), 0)
+    for image, label in zip(digits.images, digits.target):
+        split = next((name for name, end in zip(per_class, np.cumsum(list(per_class.values())))
+                      if counts[label] < end), None)
+        counts[label] += 1
+        if split is None:
+            continue
+        pixels = Image.fromarray((image * 255 / 16).astype(np.uint8)).resize((side, side), Image.BILINEAR)
+        pixels = np.asarray(pixels)
+        if colour:
+            pixels = (pixels[..., None] * rng.uniform(0.3, 1, 3)).astype(np.uint8)
+        folder = root / split / str(label)
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(folder / f"{counts[label]:04d}.png")
     return root
 
 

@@ -4,7 +4,7 @@ import sys
 import pytest
 
 from classifier.cli import UserError
-from classifier.params import check_data, check_eval, check_plot, check_train, get, parse_params
+from classifier.params import check_data, check_eval, check_plot, check_train, get, load_params, parse_params
 from tests.conftest import REPO, write_params
 
 
@@ -13,6 +13,16 @@ def test_repository_params_are_valid(workdir, params):
     check_train(params)
     check_eval(params)
     check_plot(params)
+
+
+def test_a_key_given_twice_is_an_error_naming_both_lines(workdir):
+    text = (workdir / "params.yaml").read_text()
+    (workdir / "params.yaml").write_text(text.replace("train:\n", "train:\n  epochs: 3\n", 1))
+    line = text[:text.index("  epochs:")].count("\n") + 2
+    train_line = text[:text.index("train:\n")].count("\n") + 1
+    with pytest.raises(UserError, match=rf"params.yaml: key 'epochs' is given twice, at lines {train_line + 1} and "
+                                        rf"{line}; DVC refuses this too"):
+        load_params()
 
 
 def test_bad_test_time_views_are_named(params):

@@ -83,7 +83,7 @@ def test_full_stage_chain_writes_every_output(workdir, params, arch):
     correct = sum(row["actual"] == row["predicted"] for row in confusion)
     assert correct / 30 == pytest.approx(evaluated["test_acc"], abs=1e-4)
 
-    fit = diagnose_fit(read_history(), params["plot"]["overfit_gap"], params["plot"]["underfit_accuracy"])
+    fit = diagnose_fit(read_history(), 3, params["plot"]["overfit_gap"], params["plot"]["underfit_accuracy"])
     assert read_json(workdir / "metrics/fit.json") == {"verdict": fit["verdict"]}
     splits = {name: load_split(name)[:2] for name in ("train", "val", "test")}
     assert split_shapes(splits) == "train 96, val 24, test 30 images of 16x16x3"
@@ -152,10 +152,33 @@ def rows(*accuracy_pairs, val_losses=None):
 
 
 def test_fit_diagnosis():
-    assert diagnose_fit(rows((0.7, 0.7), (0.9, 0.88)), 0.05, 0.8)["verdict"] == "good"
-    overfit = diagnose_fit(rows((0.8, 0.75), (0.99, 0.8)), 0.05, 0.8)
+    assert diagnose_fit(rows((0.7, 0.7), (0.9, 0.88)), 10, 0.05, 0.8)["verdict"] == "good"
+    overfit = diagnose_fit(rows((0.8, 0.75), (0.99, 0.8)), 10, 0.05, 0.8)
     assert overfit["verdict"] == "overfit" and overfit["train_val_gap"] == pytest.approx(0.19)
-    rising = diagnose_fit(rows((0.8, 0.8), (0.85, 0.84), (0.86, 0.84), val_losses=[0.6, 0.5, 0.7]), 0.05, 0.8)
+    rising = diagnose_fit(rows((0.8, 0.8), (0.85, 0.84), (0.86, 0.84), val_losses=[0.6, 0.5, 0.7]), 10, 0.05, 0.8)
     assert rising["verdict"] == "overfit" and rising["best_val_loss_epoch"] == 2
     assert "lowest at epoch 2 and rose 0.200" in rising["evidence"]
-    assert diagnose_fit(rows((0.4, 0.35), (0.5, 0.48)), 0.05, 0.8)["verdict"] == "underfit"
+    assert diagnose_fit(rows((0.4, 0.35), (0.5, 0.48)), 10, 0.05, 0.8)["verdict"] == "underfit"
+
+
+def test_validation_at_chance_while_training_climbs_is_a_mismatch_not_over_fitting():
+    at_chance = diagnose_fit(rows((0.5, 0.1), (0.9, 0.12), (0.95, 0.7)), 10, 0.05, 0.8)
+    assert at_chance["verdict"] == "mismatch"
+    assert at_chance["evidence"].startswith("at epoch 1 validation accuracy was 0.100, near chance (0.100), while "
+                                            "training accuracy was 0.500")
+    assert "batch norm's running statistics" in at_chance["evidence"]
+    exploding = diagnose_fit(rows((0.3, 0.3), (0.5, 0.45), val_losses=[0.9, 134.0]), 10, 0.05, 0.8)
+    assert exploding["verdict"] == "mismatch" and "validation loss was 134" in exploding["evidence"]
+    learning_slowly = rows((0.2, 0.17), (0.3, 0.27))  # neither far from chance: under-fitting, not a mismatch
+    assert diagnose_fit(learning_slowly, 10, 0.05, 0.8)["verdict"] == "underfit"
+
+
+def test_train_warns_once_as_soon_as_evaluation_disagrees(workdir, monkeypatch, capsys):
+    def confidently_wrong(model, images, *args, **kwargs):  # what evaluation mode gave on grayscale images
+        return torch.nn.functional.one_hot(torch.zeros(len(images), dtype=torch.long) + 1, 3) * 100.0
+
+    prepare.main()
+    monkeypatch.setattr(train, "predict_logits", confidently_wrong)
+    train.main()
+    warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: evaluation disagrees with training: at epoch 1 ")

@@ -46,7 +46,8 @@ def results_block(root: Path) -> str:
     evaluated = read_json(root, "metrics/evaluate.json")
     trained = read_json(root, "metrics/train/metrics.json")
     timing = read_json(root, "metrics/timing.json")
-    test_images = sum(int(row["support"]) for row in read_csv(root / "plots/evaluate/classes.csv"))
+    classes = read_csv(root / "plots/evaluate/classes.csv")
+    test_images = sum(int(row["support"]) for row in classes)
     history = read_history(root / "plots/train/history.csv")
     best_epoch = max(history, key=lambda row: row["val_acc"])["epoch"]
     params = yaml.safe_load((root / "params.yaml").read_text())
@@ -63,7 +64,7 @@ def results_block(root: Path) -> str:
          "`metrics/train/metrics.json`"],
         [f"training time ({epochs} epochs, validation included, {timing['precision']} on {timing['device']})",
          f"{timing['train_seconds']:,.0f} s, {timing['images_per_second']:,.0f} images/s", "`metrics/timing.json`"],
-        ["fit diagnosis", fit_text(history, params), "`plots/train/history.csv`, `metrics/fit.json`"],
+        ["fit diagnosis", fit_text(history, len(classes), params), "`plots/train/history.csv`, `metrics/fit.json`"],
         [f"target: ≥ {TARGET_ACCURACY:.1%} with ≤ {TARGET_PFLOP:.2f} PFLOP", target_verdict(evaluated, trained), ""],
     ])
 
