@@ -59,15 +59,13 @@ bench-anchor: pipeline
 bench-predict: pipeline
 	python -m tools.bench --predict
 
-## what each piece of the training recipe is worth: queued DVC experiments at a shorter budget (reports/ablation.json)
+## what each piece of the training recipe is worth: queued DVC experiments at a shorter budget (reports/ablation.md)
 ablation: pipeline
 	python -m experiments.ablation $(if $(SHARD),--shard $(SHARD))
-	python -m tools.readme
 
 ## the optimizer study: self-widening lr and weight-decay sweeps, then every optimizer over 3 seeds, as queued DVC experiments
 study: pipeline
 	python -m experiments.study $(if $(SHARD),--shard $(SHARD))
-	python -m tools.readme
 
 ## classify your own images with the trained model: make predict IMAGES="photo.jpg my-folder/ photos.tar" [OUT=table.csv]
 predict: setup
@@ -78,7 +76,7 @@ predict: setup
 OLD ?= main
 NEW ?= workspace
 review: setup
-	python -m commands.review $(OLD) $(NEW)
+	python -m experiments.review $(OLD) $(NEW)
 
 ## rewrite the README's generated tables from metrics/ and bench/
 readme: setup

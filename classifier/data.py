@@ -1,19 +1,156 @@
-"""The raw images in (an image folder or a tar archive), decoded into uint8 arrays, and the train/validation split."""
+"""The data: image files in (a folder or a tar archive, decoded to uint8 RGB), the stratified train/validation
+split, and the prepared arrays (data/prepared/{train,val,test}.npz) that prepare writes and the other stages
+read."""
 
+import contextlib
 import os
+import stat
+import tarfile
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+from torchvision.io import ImageReadMode, decode_image
 
-from classifier.cli import UserError
-from classifier.images import (ARCHIVE_KINDS, IMAGE_SUFFIXES, Entry, decode_rgb, examples, is_archive, is_image_name,
-                           quiet_stderr, read_entries)
+from classifier.errors import UserError
+from classifier.files import PREPARED_DIR, write_atomically
+
+# ----------------------------------------------------------------------------- image files
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+ARCHIVE_KINDS = "a tar archive (uncompressed, or compressed with gzip, bzip2 or xz)"
+REFUSED_MEMBERS = {  # what tarfile's data filter refuses, in words that make sense without extracting anything
+    tarfile.OutsideDestinationError: "its path climbs out of the archive",
+    tarfile.AbsolutePathError: "an absolute path",
+    tarfile.AbsoluteLinkError: "a link to an absolute path",
+    tarfile.LinkOutsideDestinationError: "a link that points out of the archive",
+    tarfile.SpecialFileError: "a device or pipe, not a file",
+}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A file or folder of an image folder or tar archive: its path inside it and its bytes (None for a folder).
+
+    problem says why a file's bytes could not be read (then contents is b"").
+    """
+    path: str
+    contents: bytes | None
+    problem: str = ""
+
+
+def is_image_name(path: str) -> bool:
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def is_archive(path: Path) -> bool:
+    return path.is_file() and tarfile.is_tarfile(path)
+
+
+def read_entries(path: Path) -> Iterator[Entry]:
+    """Every file and folder of an image folder (sorted by path) or a tar archive (in the archive's order)."""
+    yield from (_folder_entries(path) if path.is_dir() else _archive_entries(path))
+
+
+def _folder_entries(root: Path) -> Iterator[Entry]:
+    """Symbolic links to folders are followed (each real folder once, so a link loop ends); a broken link or a
+    special file (a pipe, a device) is an Entry with a problem, never opened."""
+    found, seen = [], set()
+    for folder, folders, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            folders.clear()
+            continue
+        seen.add(real)
+        found += [Path(folder, name) for name in folders + files]
+    for path in sorted(found):
+        name = path.relative_to(root).as_posix()
+        if path.is_dir():
+            yield Entry(name, None)
+        elif not path.exists():
+            yield Entry(name, b"", "a broken link")
+        elif not stat.S_ISREG(path.stat().st_mode):
+            yield Entry(name, b"", "not a regular file")
+        else:
+            yield Entry(name, path.read_bytes())
+
+
+def _archive_entries(archive_path: Path) -> Iterator[Entry]:
+    """Members are vetted by tarfile's own `data` filter, the one that guards extraction: a member whose path
+    climbs out of the archive ('../'), a link to an absolute path or out of the archive, a device or a pipe is an
+    Entry with a problem and its bytes are never read (a leading '/' is dropped, as tar itself does)."""
+    with tarfile.open(archive_path) as archive:
+        for member in archive:
+            try:
+                name = tarfile.data_filter(member, "/archive").name.removeprefix("./").rstrip("/")
+            except tarfile.FilterError as error:
+                yield Entry(member.name, b"", REFUSED_MEMBERS.get(type(error), str(error)))
+                continue
+            if member.isdir():
+                yield Entry(name, None)
+                continue
+            try:
+                file = archive.extractfile(member)  # a link's bytes are its target's, when that is in the archive
+            except KeyError:
+                file = None
+            yield Entry(name, file.read()) if file else Entry(name, b"", "a link to no file in the archive")
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Silence what C libraries print on file descriptor 2 (libpng's "bad header"): our own message says it once."""
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def decode_rgb(contents: bytes) -> tuple[torch.Tensor | None, bool]:
+    """8-bit RGB pixels (H, W, 3) of an encoded image and whether it had to be converted (grayscale, palette,
+    alpha or 16-bit); (None, False) for bytes that are not a readable image (empty, truncated, corrupt)."""
+    if not contents:
+        return None, False
+    try:
+        image = decode_image(torch.frombuffer(bytearray(contents), dtype=torch.uint8), ImageReadMode.RGB)
+    except (RuntimeError, ValueError):
+        return None, False
+    converted = image.dtype != torch.uint8 or not is_8bit_rgb(contents)
+    if image.dtype != torch.uint8:  # 16-bit PNG: keep the high byte
+        image = (image.to(torch.int32) >> 8).to(torch.uint8)
+    return image.permute(1, 2, 0), converted
+
+
+def is_8bit_rgb(contents: bytes) -> bool:
+    """False for a PNG or JPEG whose header says grayscale, palette, alpha or 16-bit (it gets converted)."""
+    if contents[:8] == b"\x89PNG\r\n\x1a\n":
+        return contents[24] == 8 and contents[25] == 2  # IHDR bit depth 8, colour type 2 (truecolour)
+    if contents[:2] == b"\xff\xd8":
+        position = 2
+        while position + 9 < len(contents) and contents[position] == 0xFF:
+            marker, length = contents[position + 1], int.from_bytes(contents[position + 2:position + 4], "big")
+            if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+                return contents[position + 9] == 3  # the frame header's number of components
+            position += 2 + length
+    return True
+
+
+def examples(paths: list[str], count: int = 3) -> str:
+    """'a, b, c and 7 more': the first few of a list of paths, for a one-line message."""
+    more = f" and {len(paths) - count} more" if len(paths) > count else ""
+    return ", ".join(paths[:count]) + more
+
+
+# ----------------------------------------------------------------------------- the raw data set
 
 SPLITS = ("train", "test")
 
-
-# ----------------------------------------------------------------------------- reading the raw data
 
 def read_raw(raw: Path) -> list[Entry]:
     """Every file and folder of data.raw, an image folder or a tar archive, sorted by path.
@@ -143,3 +280,22 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int,
         val_idx.append(members[:n_val])
         train_idx.append(members[n_val:])
     return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(val_idx))
+
+
+# ----------------------------------------------------------------------------- the prepared arrays
+
+def save_split(name: str, images: np.ndarray, labels: np.ndarray, class_names: list[str],
+               out_dir: Path = PREPARED_DIR) -> None:
+    def write(tmp_path: Path) -> None:
+        with open(tmp_path, "wb") as file:
+            np.savez(file, images=images, labels=labels, class_names=np.array(class_names))
+
+    write_atomically(out_dir / f"{name}.npz", write)
+
+
+def load_split(name: str, prepared_dir: Path = PREPARED_DIR) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    path = prepared_dir / f"{name}.npz"
+    if not path.exists():
+        raise UserError(f"{path} not found; run the prepare stage first (dvc repro prepare)")
+    with np.load(path) as arrays:
+        return arrays["images"], arrays["labels"], [str(c) for c in arrays["class_names"]]

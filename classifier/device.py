@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from classifier.cli import UserError
+from classifier.errors import UserError
 
 
 def setup_torch(seed: int, device_name: str) -> torch.device:
@@ -26,7 +26,7 @@ def setup_torch(seed: int, device_name: str) -> torch.device:
     local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
     torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // local_processes))
     if device_name == "cuda" and not torch.cuda.is_available():
-        raise UserError("params.yaml: 'train.device' is 'cuda' but no CUDA device is visible; use auto or cpu")
+        raise UserError("params.yaml: 'compute.device' is 'cuda' but no CUDA device is visible; use auto or cpu")
     if device_name != "cpu" and torch.cuda.is_available() and local_processes > 1:
         return torch.device(f"cuda:{os.environ['LOCAL_RANK']}")
     if device_name == "auto" and torch.cuda.device_count() > 1:
@@ -83,8 +83,11 @@ def claim_device(devices: list[str], folder: Path) -> str:
 
 
 def alive(pid: str) -> bool:
+    """Whether the process with this id (text, as a pid file holds it) runs."""
     try:
         os.kill(int(pid), 0)
+    except PermissionError:  # someone else's process
+        return True
     except (OSError, ValueError):
         return False
     return True

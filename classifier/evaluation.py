@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import classification_report
 
-from classifier.augment import scale_down
+from classifier.batches import scale_down
 from classifier.device import autocast, resolve_precision, setup_torch
-from classifier.inputs import stats_tensors, to_input
+from classifier.batches import stats_tensors, to_input
 
 
 @torch.no_grad()
@@ -76,7 +76,8 @@ class Predictor:
 
 def predictor(model: torch.nn.Module, checkpoint: dict, params: dict) -> Predictor:
     """A checkpoint's model, set up as params say: seed, device, precision and batch size."""
-    device = setup_torch(params["seed"], params["train"]["device"])
+    device = setup_torch(params["seed"], params["compute"]["device"])
     mean, std = stats_tensors(checkpoint["mean"], checkpoint["std"], device)
     return Predictor(model.to(device, memory_format=torch.channels_last), device,
-                     resolve_precision(params["train"]["precision"], device), mean, std, params["train"]["batch_size"])
+                     resolve_precision(params["compute"]["precision"], device), mean, std,
+                     params["evaluate"]["batch_size"])

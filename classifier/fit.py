@@ -1,10 +1,6 @@
 """The fit diagnosis: evaluation disagreeing with training, over-fitting, under-fitting or a good fit, from the
 training history and params."""
 
-from pathlib import Path
-
-from classifier.outputs import HISTORY_CSV, read_csv
-
 
 def disagreement(history: list[dict], num_classes: int) -> str | None:
     """Why evaluation seems to disagree with training, or None: validation accuracy near chance while training
@@ -73,12 +69,3 @@ def fit_text(history: list[dict], num_classes: int, params: dict) -> str:
     """The fit diagnosis as one line of Markdown: the verdict in bold, then its evidence."""
     fit = diagnose_fit(history, num_classes, params["plot"]["overfit_gap"], params["plot"]["underfit_accuracy"])
     return f"**{VERDICT_WORDS[fit['verdict']]}**: {fit['evidence']}"
-
-
-def read_history(path: Path = HISTORY_CSV) -> list[dict]:
-    return parse_history(read_csv(path))
-
-
-def parse_history(rows: list[dict]) -> list[dict]:
-    """history.csv's rows with numbers for values, the epoch an integer."""
-    return [{key: int(value) if key == "epoch" else float(value) for key, value in row.items()} for row in rows]

@@ -6,8 +6,8 @@ from typing import BinaryIO
 import torch
 from torch import nn
 
-from classifier.cli import UserError
-from classifier.outputs import save_torch
+from classifier.errors import UserError
+from classifier.files import save_torch
 
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}

@@ -1,9 +1,24 @@
-"""The optimizer (any torch.optim class params.yaml names), its learning-rate schedule, and lookahead."""
+"""The optimizers params.yaml may name (a registry of torch.optim classes), the one it names built for a model,
+its learning-rate schedule, and lookahead."""
 
 import torch
 from torch import nn
 
-from classifier.params import OPTIMIZER_EXTRAS, OPTIMIZERS
+
+OPTIMIZERS = {
+    "sgd": (torch.optim.SGD, {}),
+    "nesterov": (torch.optim.SGD, {"nesterov": True}),
+    "adam": (torch.optim.Adam, {}),
+    "adamw": (torch.optim.AdamW, {}),
+    "rmsprop": (torch.optim.RMSprop, {}),
+    "adagrad": (torch.optim.Adagrad, {}),
+    "nadam": (torch.optim.NAdam, {}),
+    "muon": (torch.optim.Muon, {}),  # for the conv filters; Nesterov SGD (its `others`) for the rest
+}
+# Optimizer settings that are ours, not the torch.optim class's: the batch-norm biases' lr multiple, which every
+# section but muon's takes, and muon's `others` (the Nesterov SGD's settings for what is not a conv filter).
+BIAS_EXTRAS, MUON_EXTRAS = {"bias_lr_factor"}, {"others"}
+OPTIMIZER_EXTRAS = BIAS_EXTRAS | MUON_EXTRAS
 
 
 def build_optimizer(name: str, optimizers: dict, model: nn.Module) -> torch.optim.Optimizer:

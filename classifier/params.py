@@ -6,23 +6,13 @@ import inspect
 import re
 from pathlib import Path
 
-import torch
 import yaml
 
-from classifier.cli import UserError
+from classifier.errors import UserError
+from classifier.optim import BIAS_EXTRAS, MUON_EXTRAS, OPTIMIZERS
 
 PARAMS_FILE = Path("params.yaml")
 
-OPTIMIZERS = {
-    "sgd": (torch.optim.SGD, {}),
-    "nesterov": (torch.optim.SGD, {"nesterov": True}),
-    "adam": (torch.optim.Adam, {}),
-    "adamw": (torch.optim.AdamW, {}),
-    "rmsprop": (torch.optim.RMSprop, {}),
-    "adagrad": (torch.optim.Adagrad, {}),
-    "nadam": (torch.optim.NAdam, {}),
-    "muon": (torch.optim.Muon, {}),  # for the conv filters; Nesterov SGD (its `others`) for the rest
-}
 ARCHS = ("fast_cnn", "seed_cnn")
 ACTIVATIONS = ("relu", "gelu")
 LR_SCHEDULES = ("onecycle", "constant")
@@ -30,10 +20,6 @@ FLIPS = ("alternating", "random", "none")
 TTA_VIEWS = ("mirror_translate", "mirror", "none")
 PRECISIONS = ("auto", "bf16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
-# Optimizer settings that are ours, not the torch.optim class's: the batch-norm biases' lr multiple, which every
-# section but muon's takes, and muon's `others` (the Nesterov SGD's settings for what is not a conv filter).
-BIAS_EXTRAS, MUON_EXTRAS = {"bias_lr_factor"}, {"others"}
-OPTIMIZER_EXTRAS = BIAS_EXTRAS | MUON_EXTRAS
 
 # Every key params.yaml may hold: a mistyped key must not be ignored while a stage quietly uses another value.
 # A set lists a section's keys; None means any keys (optimizers: checked against each torch.optim signature).
@@ -48,12 +34,10 @@ KNOWN_KEYS = {
     "optimizers": None,
     "train": {"epochs", "batch_size", "lr_schedule", "warmup_fraction", "lr_start_factor", "lr_end_factor",
               "label_smoothing", "flip", "translate", "cutout", "whiten_bias_epochs", "lookahead_every",
-              "lookahead_decay", "val_stride", "low_res_fraction", "low_res_scale", "precision", "device", "processes",
-              "resume"},
-    "evaluate": {"tta"},
+              "lookahead_decay", "val_stride", "low_res_fraction", "low_res_scale", "processes", "resume"},
+    "evaluate": {"tta", "batch_size"},
+    "compute": {"device", "precision"},
     "plot": {"overfit_gap", "underfit_accuracy"},
-    "study": None,      # the experiment drivers' own sections: experiments/study.py and ablation.py check them
-    "ablation": None,
 }
 
 
@@ -111,7 +95,7 @@ def check_known_keys(params: dict, known: dict, path: Path, prefix: str = "") ->
         if key not in known:
             close = difflib.get_close_matches(str(key), [str(k) for k in known], n=1, cutoff=0.5)
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
-            raise UserError(f"{path}: unknown key '{name}'{hint}; no stage reads it: fix its name or remove it")
+            raise UserError(f"{path}: unknown key '{name}'{hint}; nothing reads it: fix its name or remove it")
         allowed = known[key]
         if isinstance(allowed, set) and allowed and isinstance(value, dict):
             check_known_keys(value, dict.fromkeys(allowed, set()), path, f"{name}.")
@@ -119,19 +103,19 @@ def check_known_keys(params: dict, known: dict, path: Path, prefix: str = "") ->
             check_known_keys(value, allowed, path, f"{name}.")
 
 
-def get(params: dict, key: str):
-    """params['a']['b'] for key 'a.b', with an error naming the key when it is missing."""
+def get(params: dict, key: str, source: Path = PARAMS_FILE):
+    """params['a']['b'] for key 'a.b', with an error naming the file and the key when it is missing."""
     value = params
     for part in key.split("."):
         if not isinstance(value, dict) or part not in value:
-            raise UserError(f"params.yaml: '{key}' is missing; add it (see the README)")
+            raise UserError(f"{source}: '{key}' is missing; add it (see the README)")
         value = value[part]
     return value
 
 
-def require(ok: bool, key: str, allowed: str, value) -> None:
+def require(ok: bool, key: str, allowed: str, value, source: Path = PARAMS_FILE) -> None:
     if not ok:
-        raise UserError(f"params.yaml: '{key}' is {value!r}; allowed: {allowed}")
+        raise UserError(f"{source}: '{key}' is {value!r}; allowed: {allowed}")
 
 
 def choice(params: dict, key: str, choices) -> str:
@@ -140,15 +124,15 @@ def choice(params: dict, key: str, choices) -> str:
     return value
 
 
-def number(params: dict, key: str, low: float, high: float, integer=False, open_low=False, open_high=False):
-    value = get(params, key)
+def number(params: dict, key: str, low: float, high: float, integer=False, open_low=False, open_high=False,
+           source: Path = PARAMS_FILE):
+    value = get(params, key, source)
     interval = f"{'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
     allowed = f"{'an integer' if integer else 'a number'} in {interval}"
     is_number = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
-    require(is_number, key, allowed, value)
-    above = value > low if open_low else value >= low
-    below = value < high if open_high else value <= high
-    require(above and below, key, allowed, value)
+    above = is_number and (value > low if open_low else value >= low)
+    below = is_number and (value < high if open_high else value <= high)
+    require(above and below, key, allowed, value, source)
     return value
 
 
@@ -229,8 +213,7 @@ def check_train(params: dict) -> None:
     number(params, "train.val_stride", 1, 1_000_000, integer=True)
     number(params, "train.low_res_fraction", 0, 1, open_high=True)
     number(params, "train.low_res_scale", 0, 1, open_low=True)
-    choice(params, "train.precision", PRECISIONS)
-    choice(params, "train.device", DEVICES)
+    check_compute(params)
     boolean(params, "train.resume")
     processes = number(params, "train.processes", 1, 1024, integer=True)
     batch_size = get(params, "train.batch_size")
@@ -241,11 +224,15 @@ def check_train(params: dict) -> None:
     check_optimizer(params)
 
 
+def check_compute(params: dict) -> None:
+    choice(params, "compute.device", DEVICES)
+    choice(params, "compute.precision", PRECISIONS)
+
+
 def check_eval(params: dict) -> None:
     choice(params, "evaluate.tta", TTA_VIEWS)
-    choice(params, "train.precision", PRECISIONS)
-    choice(params, "train.device", DEVICES)
-    number(params, "train.batch_size", 1, 1_000_000, integer=True)
+    number(params, "evaluate.batch_size", 1, 1_000_000, integer=True)
+    check_compute(params)
 
 
 def check_plot(params: dict) -> None:

@@ -8,19 +8,19 @@ from pathlib import Path
 import torch
 
 from classifier import distributed
-from classifier.cli import UserError
-from classifier.outputs import RESUME_FILE, save_torch
+from classifier.errors import UserError
+from classifier.files import RESUME_FILE, save_torch
 from classifier.training import Run
 
 
-CHECKPOINT_FORMAT = 2  # 2: a random generator state per process (train.processes)
+CHECKPOINT_FORMAT = 3  # 2: a random generator state per process (train.processes); 3: compute.*
 
 
 def fingerprint(params: dict, splits: list[tuple]) -> str:
     """What a checkpoint must match to be resumed: its format, every param train reads (but resume) and the
     loaded data."""
     train_params = {key: value for key, value in params["train"].items() if key != "resume"}
-    chosen = {key: params[key] for key in ("seed", "model", "optimizer", "optimizers")}
+    chosen = {key: params[key] for key in ("seed", "model", "optimizer", "optimizers", "compute")}
     digest = hashlib.sha256(json.dumps({**chosen, "train": train_params, "format": CHECKPOINT_FORMAT},
                                        sort_keys=True).encode())
     for images, labels, _ in splits:

@@ -1,5 +1,5 @@
-"""Training: a run set up from params and data, then trained epoch by epoch; what the train stage runs and
-the benchmark times."""
+"""Training: a run set up from params and data (start_run), then trained one epoch at a time
+(train_one_epoch)."""
 
 import copy
 import itertools
@@ -9,16 +9,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
-from torch.nn.parallel import DistributedDataParallel
-
 from classifier import distributed
-from classifier.augment import scale_down, training_batches
-from classifier.cli import UserError
+from classifier.batches import channel_stats, scale_down, stats_tensors, to_input, training_batches
 from classifier.device import autocast, resolve_precision, setup_torch
-from classifier.inputs import channel_stats, stats_tensors, to_input
+from classifier.errors import UserError
 from classifier.models import build_model, init_whitening
 from classifier.optim import Lookahead, build_optimizer, build_schedule
 
@@ -33,23 +31,30 @@ class TrainingDiverged(UserError):
 
 @dataclass
 class Run:
-    """What one training run carries from epoch to epoch."""
+    """One training run: the training images on the device, the model and what trains it, and the generator
+    that orders and augments the images."""
     params: dict
     device: torch.device
     precision: str
-    images: torch.Tensor  # uint8 (N, H, W, C), on the device: batches are cut and augmented there
+    images: torch.Tensor  # uint8 (N, H, W, C): batches are cut and augmented on the device
     labels: torch.Tensor
-    stats: tuple[list[float], list[float]]  # per-channel mean and std of the training images, kept in the model
-    mean: torch.Tensor
+    mean: torch.Tensor  # per-channel mean and std of the images, (1, C, 1, 1), kept in the checkpoint
     std: torch.Tensor
+    flip_bits: torch.Tensor  # each image's orientation in even epochs (train.flip: alternating)
     model: nn.Module
     net: nn.Module  # what trains: the model, or its DistributedDataParallel wrapper in a distributed run
     optimizer: torch.optim.Optimizer
     schedule: torch.optim.lr_scheduler.LambdaLR
     lookahead: Lookahead
     generator: torch.Generator  # shuffling and augmentation
-    flip_bits: torch.Tensor  # each image's orientation in even epochs (train.flip: alternating)
-    steps_per_epoch: int
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, len(self.images) // self.params["train"]["batch_size"])
+
+    @property
+    def stats(self) -> tuple[list[float], list[float]]:
+        return self.mean.flatten().tolist(), self.std.flatten().tolist()
 
 
 def check_fits(params: dict, images: np.ndarray, class_names: list[str]) -> None:
@@ -82,64 +87,80 @@ def start_run(params: dict, images: np.ndarray, labels: np.ndarray, class_names:
 
     In a distributed run (train.processes > 1) every process sets up the same run, and seeds its own dropout.
     """
-    train_params, batch_size = params["train"], params["train"]["batch_size"]
-    device = setup_torch(params["seed"] + distributed.rank(), train_params["device"])
+    train_params = params["train"]
+    device = setup_torch(params["seed"] + distributed.rank(), params["compute"]["device"])
     if distributed.launched():
         distributed.start(device)
-    stats = channel_stats(images)
-    mean, std = stats_tensors(*stats, device)
+    mean, std = stats_tensors(*channel_stats(images), device)
     images, labels = torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device)
     model = build_model(params["model"], len(class_names), images.shape[1])
     model = model.to(device, memory_format=torch.channels_last)
     if hasattr(model, "whiten"):
         init_whitening(model.whiten, to_input(images[:WHITENING_IMAGES], mean, std, device))
     optimizer = build_optimizer(params["optimizer"], params["optimizers"], model)
-    steps_per_epoch = max(1, len(images) // batch_size)
-    total_steps = train_params["epochs"] * steps_per_epoch
+    total_steps = train_params["epochs"] * max(1, len(images) // train_params["batch_size"])
     schedule = build_schedule(optimizer, train_params, total_steps)
     lookahead = Lookahead(model, train_params["lookahead_every"], train_params["lookahead_decay"], total_steps)
     generator = torch.Generator().manual_seed(params["seed"])
     flip_bits = torch.rand(len(images), generator=generator) < 0.5
-    return Run(params, device, resolve_precision(train_params["precision"], device), images, labels, stats, mean,
-               std, model, model, optimizer, schedule, lookahead, generator, flip_bits, steps_per_epoch)
+    return Run(params, device, resolve_precision(params["compute"]["precision"], device), images, labels, mean,
+               std, flip_bits, model, wrapped(model, device), optimizer, schedule, lookahead, generator)
 
 
 def wrapped(model: nn.Module, device: torch.device) -> nn.Module:
     """The model for a distributed run: DistributedDataParallel averages the gradients of the processes after
     every backward pass. Batch norm keeps its statistics per process (each normalises its own share of the
     batch, as on one process; no SyncBatchNorm, which would cost a collective per layer and step), and DDP
-    gives every process rank 0's running statistics before each forward pass, so the saved model has them."""
+    gives every process rank 0's running statistics before each forward pass, so the saved model has them.
+    find_unused_parameters: the whitening conv's bias stops training after train.whiten_bias_epochs."""
     if distributed.world_size() == 1:
         return model
-    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                   find_unused_parameters=True)
 
 
-def train_epoch(run: Run, epoch: int, steps: int | None = None) -> tuple[float, float, float]:
+def train_one_epoch(run: Run, epoch: int, steps: int | None = None) -> tuple[float, float, float]:
     """Epoch `epoch` (from 0) of the run, or its first `steps` batches: train loss and accuracy, and the FLOPs.
 
     The whitening conv's bias trains for the first train.whiten_bias_epochs only: frozen, it saves the first
     block's input gradient. After the last epoch the weights move to lookahead's average. In a distributed run
     every process cuts the same batches and trains on its share of each; loss and accuracy are over all shares.
     """
-    train_params = run.params["train"]
-    trains_bias = epoch < train_params["whiten_bias_epochs"]
-    if hasattr(run.model, "whiten") and run.model.whiten.bias.requires_grad != trains_bias:
-        run.model.whiten.bias.requires_grad_(trains_bias)
-        run.net = run.model  # DDP reduces the gradients of the parameters that trained when it was made
-    if run.net is run.model:
-        run.net = wrapped(run.model, run.device)
+    train_params, batch_size = run.params["train"], run.params["train"]["batch_size"]
+    if hasattr(run.model, "whiten"):
+        run.model.whiten.bias.requires_grad_(epoch < train_params["whiten_bias_epochs"])
     steps = steps or run.steps_per_epoch
     scale = epoch_scale(run.params, epoch)
     sample = scale_down(to_input(run.images[:2], run.mean, run.std, run.device), scale)
-    flops = training_flops_per_image(run.model, sample) * steps * train_params["batch_size"]
+    flops = training_flops_per_image(run.model, sample) * steps * batch_size
     batches = training_batches(run.images, run.labels, run.mean, run.std, train_params, run.device, run.generator,
                                epoch, run.flip_bits, scale)
-    totals = train_one_epoch(run.net, run.optimizer, run.schedule, share(itertools.islice(batches, steps)), steps,
-                             run.precision, train_params["label_smoothing"], run.device, run.lookahead,
-                             desc=f"epoch {epoch + 1}/{train_params['epochs']}")
+    batches = share(itertools.islice(batches, steps))
+    progress = tqdm(batches, total=steps, desc=f"epoch {epoch + 1}/{train_params['epochs']}", leave=False,
+                    mininterval=1.0, disable=not distributed.is_main())
+    run.net.train()
+    total_loss = total_correct = total_seen = 0.0
+    for step, (x, y) in enumerate(progress, start=1):
+        with autocast(run.device, run.precision):
+            logits = run.net(x).float()
+        loss = F.cross_entropy(logits, y, label_smoothing=train_params["label_smoothing"])
+        if not (torch.isfinite(loss) if distributed.world_size() == 1 else distributed.all_finite(loss)):
+            raise TrainingDiverged(f"training diverged (loss {loss.item()}) at step {step} of epoch {epoch + 1}/"
+                                   f"{train_params['epochs']}; lower the optimizer's lr in params.yaml")
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        run.schedule.step()
+        run.lookahead.step(run.schedule.last_epoch)
+        with torch.no_grad():  # the plain cross-entropy, without label smoothing
+            total_loss += F.cross_entropy(logits, y, reduction="sum").item()
+            total_correct += (logits.argmax(1) == y).sum().item()
+            total_seen += len(y)
+        progress.set_postfix(loss=f"{total_loss / total_seen:.3f}", acc=f"{total_correct / total_seen:.3f}",
+                             refresh=False)
     if epoch == train_params["epochs"] - 1:
         run.lookahead.finish()
-    total_loss, total_correct, total_seen = distributed.sum_across(list(totals))
+    total_loss, total_correct, total_seen = distributed.sum_across([total_loss, total_correct, total_seen])
     return total_loss / total_seen, total_correct / total_seen, flops
 
 
@@ -167,38 +188,6 @@ def share(batches):
     for x, y in batches:
         size = len(x) // world
         yield x[rank * size:(rank + 1) * size], y[rank * size:(rank + 1) * size]
-
-
-# ----------------------------------------------------------------------------- one epoch
-
-def train_one_epoch(model, optimizer, schedule, batches, steps: int, precision: str, label_smoothing: float,
-                    device: torch.device, lookahead: Lookahead | None = None,
-                    desc: str = "train") -> tuple[float, float, int]:
-    """One pass over the batches; plain cross-entropy summed over the images, the images right, the images."""
-    model.train()
-    total_loss = total_correct = total_seen = 0.0
-    progress = tqdm(batches, total=steps, desc=desc, leave=False, mininterval=1.0,
-                    disable=not distributed.is_main())
-    for step, (x, y) in enumerate(progress, start=1):
-        with autocast(device, precision):
-            logits = model(x).float()
-        loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
-        if not (torch.isfinite(loss) if distributed.world_size() == 1 else distributed.all_finite(loss)):
-            raise TrainingDiverged(f"training diverged (loss {loss.item()}) at step {step} of {desc}; "
-                                   "lower the optimizer's lr in params.yaml")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        if lookahead is not None:
-            lookahead.step(schedule.last_epoch)
-        with torch.no_grad():
-            total_loss += F.cross_entropy(logits, y, reduction="sum").item()
-            total_correct += (logits.argmax(1) == y).sum().item()
-            total_seen += len(y)
-        progress.set_postfix(loss=f"{total_loss / total_seen:.3f}", acc=f"{total_correct / total_seen:.3f}",
-                             refresh=False)
-    return total_loss, total_correct, total_seen
 
 
 def training_flops_per_image(model: nn.Module, sample: torch.Tensor) -> float:

@@ -5,7 +5,7 @@
 
 Each PATH is an image file, a folder (searched recursively) or a tar archive (every image in it). The
 preprocessing is evaluate's: pixels scaled and normalised with the training statistics, batches of
-train.batch_size in train.precision, the test-time views of evaluate.tta. An image of another size is
+evaluate.batch_size in compute.precision, the test-time views of evaluate.tta. An image of another size is
 resized to the model's (the aspect ratio is not kept) and any mode is converted to 8-bit RGB; a file that
 cannot be decoded is skipped with a warning. `--rev` reads the model of a Git revision or a DVC experiment
 through DVC's API, without checking it out. Not a pipeline stage: nothing in dvc.yaml depends on it.
@@ -24,12 +24,12 @@ import torch
 from torchvision.transforms.v2.functional import resize
 from tqdm import tqdm
 
-from classifier.cli import UserError, run_main
+from classifier.errors import UserError, run_main
 from classifier.evaluation import predictor
-from classifier.images import (IMAGE_SUFFIXES, decode_rgb, examples, is_archive, is_image_name, quiet_stderr,
+from classifier.data import (IMAGE_SUFFIXES, decode_rgb, examples, is_archive, is_image_name, quiet_stderr,
                                read_entries)
 from classifier.models import load_checkpoint
-from classifier.outputs import MODEL_FILE, write_text
+from classifier.files import MODEL_FILE, write_text
 from classifier.params import check_eval, load_params
 
 CHUNK_BATCHES = 8  # batches per progress-bar step

@@ -2,18 +2,16 @@
 
     python -m experiments.ablation     (or: make ablation)
 
-1. Training pieces: the default params with `ablation.reference` applied (a shorter budget, and here
-   airbench's wider blocks) is the reference run; each entry of `ablation.runs` is the reference with a few
-   more params changed (one piece removed or swapped). Each run is a DVC experiment named ablate-<name>, so
-   `dvc exp show` and `dvc exp diff` compare any two. reports/ablation-runs.json (Git-tracked) records each
-   run's results by the code, data and params it ran with, so run again, even in a fresh clone, it trains only
-   what changed.
-2. Test-time augmentation: the committed model (models/model.pt) scored on the test split with each choice of
-   evaluate.tta; no retraining, so this part takes a minute.
+Its settings are experiments/ablation.yaml. 1. Training pieces: the default params with `reference` applied
+(a shorter budget, and airbench's wider blocks) is the reference run; each entry of `runs` is the reference
+with a few more params changed (one piece removed or swapped). Each run is a DVC experiment named
+ablate-<name>, so `dvc exp show` and `dvc exp diff` compare any two, and run again, the ablation trains only
+what changed (DVC's run cache restores the rest). 2. Test-time augmentation: the committed model
+(models/model.pt) scored on the test split with each choice of evaluate.tta; no retraining.
 
-Writes reports/ablation.json; `python -m tools.readme` turns it into the README's ablation table. On N
-machines, `make ablation SHARD=K/N` on each runs every N-th training run and pushes it; then `make ablation` on
-any one of them pulls them all and writes the report without training again.
+Writes reports/ablation.json, then reports/ablation.md from it. On N machines, `make ablation SHARD=K/N` on
+each runs every N-th training run and pushes it; then `make ablation` on any one of them pulls them all and
+writes the report without training again.
 """
 
 import time
@@ -21,53 +19,53 @@ from pathlib import Path
 
 import torch
 
-from classifier.cli import run_main
-from classifier.prepared import load_split
+from classifier.data import load_split
+from classifier.errors import run_main
 from classifier.evaluation import loss_and_accuracy, predictor
+from classifier.files import MODEL_FILE, write_json
 from classifier.models import load_checkpoint
-from classifier.outputs import MODEL_FILE, write_json
-from classifier.params import (PARAMS_FILE, TTA_VIEWS, check_eval, check_known_keys, check_train, get, load_params,
-                               require)
-from experiments.dvc_queue import machine_args, my_share, pull_runs, push_runs, run_queue, with_changes
+from classifier.params import TTA_VIEWS, check_eval, check_known_keys, check_train, get, load_params, parse_params
+from classifier.params import require
+from experiments.queue import drive, my_share, run_queue, with_changes
+from experiments.report import ABLATION_JSON, ABLATION_MD, write_ablation_report
 
-ABLATION_JSON = Path("reports/ablation.json")
-RUNS_JSON = Path("reports/ablation-runs.json")
+ABLATION_FILE = Path("experiments/ablation.yaml")
 
 
-def check_ablation(params: dict) -> None:
+def load_ablation(path: Path = ABLATION_FILE) -> dict:
+    """experiments/ablation.yaml, read as params.yaml is (one YAML loader) and checked against params."""
+    ablation = parse_params(path.read_text())
+    check_ablation(load_params(), ablation, path)
+    return ablation
+
+
+def check_ablation(params: dict, ablation: dict, path: Path = ABLATION_FILE) -> None:
     """Every run's params must be valid before hours of training start."""
-    check_known_keys({"ablation": get(params, "ablation")}, {"ablation": {"reference": None, "runs": None}},
-                     PARAMS_FILE)
-    for key in ("ablation.reference", "ablation.runs"):
-        require(isinstance(get(params, key), dict), key, "a mapping of params keys to values", get(params, key))
-    reference = with_changes(params, params["ablation"]["reference"])
-    for name, changes in {"reference": {}, **params["ablation"]["runs"]}.items():
-        require(isinstance(changes, dict), f"ablation.runs.{name}", "a mapping of params keys to values", changes)
+    check_known_keys(ablation, {"reference": None, "runs": None}, path)
+    for key in ("reference", "runs"):
+        require(isinstance(get(ablation, key, path), dict), key, "a mapping of params keys to values",
+                ablation[key], path)
+    reference = with_changes(params, ablation["reference"])
+    for name, changes in {"reference": {}, **ablation["runs"]}.items():
+        require(isinstance(changes, dict), f"runs.{name}", "a mapping of params keys to values", changes, path)
         changed = with_changes(reference, changes)
         check_train(changed)
         check_eval(changed)
 
 
-def training_runs(params: dict) -> dict[str, dict]:
-    """Experiment name -> params changes: the reference, then every ablation run, in params order."""
-    ablation = params["ablation"]
+def training_runs(ablation: dict) -> dict[str, dict]:
+    """Experiment name -> params changes: the reference, then every ablation run, in the file's order."""
     return {f"ablate-{name}": {**ablation["reference"], **change}
             for name, change in {"reference": {}, **ablation["runs"]}.items()}
 
 
-def training_rows(params: dict) -> list[dict]:
-    """Queue and run the reference and every ablation run; one row of results per run, in params order."""
-    changes = {"reference": {}, **params["ablation"]["runs"]}
-    results = run_queue(training_runs(params), RUNS_JSON)
-    rows = []
-    for name, change in changes.items():
-        result = results[f"ablate-{name}"]
-        row = {"name": name, "changes": change, "status": result["status"]}
-        if result["status"] == "ok":
-            row.update(test_acc=result["test"]["test_acc"], train_pflop=result["train"]["train_pflop"],
-                       train_seconds=result["train"]["train_seconds"])
-        rows.append(row)
-    return rows
+def training_row(name: str, changes: dict, result: dict) -> dict:
+    """One run's row of the report: what it changed, and its test accuracy, compute and seconds."""
+    row = {"name": name, "changes": changes, "status": result["status"]}
+    if result["status"] == "ok":
+        row.update(test_acc=result["test"]["test_acc"], train_pflop=result["train"]["train_pflop"],
+                   train_seconds=result["train"]["train_seconds"])
+    return row
 
 
 def tta_rows(params: dict) -> list[dict]:
@@ -83,30 +81,30 @@ def tta_rows(params: dict) -> list[dict]:
     return rows
 
 
-def run_shard(params: dict, shard: tuple[int, int], git_remote: str) -> None:
-    """This machine's share of the training runs, pushed for the machine that writes the report."""
-    runs = training_runs(params)
+def run_ablation(params: dict, ablation: dict) -> None:
+    """Every training run (the run cache restores what ran before) and the test-time views, then the report."""
+    tta = tta_rows(params)
+    results = run_queue(training_runs(ablation))
+    rows = [training_row(name, changes, results[f"ablate-{name}"])
+            for name, changes in {"reference": {}, **ablation["runs"]}.items()]
+    write_json(ABLATION_JSON, {"reference": ablation["reference"], "runs": rows, "tta": tta})
+    write_ablation_report()
+    print(f"wrote {ABLATION_JSON} and {ABLATION_MD}")
+
+
+def run_share(ablation: dict, shard: tuple[int, int]) -> list[str]:
+    """This machine's share of the training runs."""
+    runs = training_runs(ablation)
     names = my_share(list(runs), shard)
     if names:
-        run_queue({name: runs[name] for name in names}, RUNS_JSON)
-        push_runs(git_remote)
-    print(f"shard {shard[0]}/{shard[1]} ran {', '.join(names) or 'nothing (more shards than runs)'}; once every "
-          "shard has finished, `make ablation` on any machine pulls their runs and writes the report")
+        run_queue({name: runs[name] for name in names})
+    return names
 
 
 def main() -> None:
-    shard, git_remote = machine_args(__doc__)
-    params = load_params()
-    check_ablation(params)
-    if shard is not None:
-        return run_shard(params, shard, git_remote)
-    pull_runs(git_remote)
-    tta = tta_rows(params)
-    rows = training_rows(params)
-    write_json(ABLATION_JSON, {"reference": params["ablation"]["reference"], "runs": rows, "tta": tta})
-    for row in rows:
-        print(row)
-    print(f"wrote {ABLATION_JSON}; run `python -m tools.readme` to update the README's table")
+    params, ablation = load_params(), load_ablation()
+    drive(__doc__, lambda shard: run_share(ablation, shard), lambda: run_ablation(params, ablation),
+          "make ablation")
 
 
 if __name__ == "__main__":

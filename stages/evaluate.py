@@ -7,11 +7,11 @@ support per class), plots/evaluate/confusion.csv (one row per test image).
 import torch
 from sklearn.metrics import classification_report, confusion_matrix
 
-from classifier.cli import UserError, run_main
-from classifier.prepared import load_split
+from classifier.errors import UserError, run_main
+from classifier.data import load_split
 from classifier.evaluation import class_report, loss_and_accuracy, predictor
 from classifier.models import load_checkpoint
-from classifier.outputs import (CLASSES_CSV, CONFUSION_CSV, EVALUATE_METRICS, MODEL_FILE, confusion_rows, write_csv,
+from classifier.files import (CLASSES_CSV, CONFUSION_CSV, EVALUATE_METRICS, MODEL_FILE, confusion_rows, write_csv,
                                 write_json)
 from classifier.params import check_eval, load_params
 

@@ -8,11 +8,12 @@ README and the review report).
 
 import numpy as np
 
-from classifier.cli import UserError, run_main
-from classifier.prepared import load_split
+from classifier.errors import UserError, run_main
+from classifier.data import load_split
 from classifier.figures import close, plot_confusion, plot_curves, plot_misclassified, plot_samples, split_shapes
-from classifier.fit import VERDICT_WORDS, diagnose_fit, read_history
-from classifier.outputs import (CONFUSION_CSV, CONFUSION_PNG, CURVES_PNG, FIT_METRICS, HISTORY_CSV, MISCLASSIFIED_PNG,
+from classifier.fit import VERDICT_WORDS, diagnose_fit
+from classifier.files import (CONFUSION_CSV, CONFUSION_PNG, CURVES_PNG, FIT_METRICS, HISTORY_CSV, MISCLASSIFIED_PNG,
+                              read_history,
                                 SAMPLES_PNG, read_confusion, save_figure, write_json)
 from classifier.params import check_plot, load_params
 

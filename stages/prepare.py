@@ -6,10 +6,10 @@ sample images and names the shapes again.
 
 from pathlib import Path
 
-from classifier.cli import run_main
+from classifier.errors import run_main
 from classifier.data import read_dataset, stratified_split
-from classifier.prepared import save_split
-from classifier.inputs import scale_pixels
+from classifier.data import save_split
+from classifier.batches import scale_pixels
 from classifier.params import check_data, load_params
 
 

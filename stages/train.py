@@ -13,16 +13,17 @@ import torch
 from dvclive import Live
 
 from classifier import distributed
-from classifier.cli import run_main
-from classifier.prepared import load_split
+from classifier.errors import run_main
+from classifier.data import load_split
 from classifier.fit import DISAGREEMENT_ADVICE, disagreement
 from classifier.evaluation import loss_and_accuracy, predict_logits
 from classifier.models import save_checkpoint
-from classifier.outputs import HISTORY_CSV, LIVE_DIR, MODEL_FILE, RESUME_FILE, TIMING_METRICS, TRAIN_METRICS
-from classifier.outputs import write_csv, write_json
+from classifier.files import HISTORY_CSV, LIVE_DIR, MODEL_FILE, RESUME_FILE, TIMING_METRICS, TRAIN_METRICS
+from classifier.files import write_csv, write_json
 from classifier.params import check_train, load_params
 from classifier.resume import fingerprint, load_state, restore, rng_state, save_state
-from classifier.training import Run, check_fits, epoch_scale, low_res_epochs, low_res_side, start_run, train_epoch
+from classifier.training import (Run, check_fits, epoch_scale, low_res_epochs, low_res_side, start_run,
+                                 train_one_epoch)
 
 
 def log_epoch(live: Live | None, history: list[dict], train_flops: float) -> None:
@@ -38,7 +39,7 @@ def log_epoch(live: Live | None, history: list[dict], train_flops: float) -> Non
     live.next_step()
 
 
-def train_epochs(run: Run, val_split: tuple, live: Live | None, key: str, history: list[dict],
+def train(run: Run, val_split: tuple, live: Live | None, key: str, history: list[dict],
                  train_flops: float) -> None:
     """Train the epochs left; after each, validate (on every val_stride-th image, but all after the last epoch,
     at the size of the images it trained on), log, save the whole state (one process of several), and warn
@@ -48,7 +49,7 @@ def train_epochs(run: Run, val_split: tuple, live: Live | None, key: str, histor
     warned = False
     for epoch in range(len(history), epochs):
         lr = run.optimizer.param_groups[0]["lr"]
-        train_loss, train_acc, flops = train_epoch(run, epoch)
+        train_loss, train_acc, flops = train_one_epoch(run, epoch)
         train_flops += flops
         rng_states = distributed.gather(rng_state(run.device))  # every process's dropout generators, for resume
         if not distributed.is_main():
@@ -110,7 +111,7 @@ def main() -> None:
         key = fingerprint(params, [train_split, val_split])
         history, train_flops = resumed(run, key, live) if params["train"]["resume"] else ([], 0.0)
         first_epoch, started = len(history), time.perf_counter()
-        train_epochs(run, val_split, live, key, history, train_flops)
+        train(run, val_split, live, key, history, train_flops)
         seconds = time.perf_counter() - started
         if distributed.is_main():
             save_checkpoint(MODEL_FILE, run.model.cpu(), params["model"], train_split[2], *run.stats,

@@ -16,13 +16,26 @@ import yaml
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from classifier.gitdvc import run_command
-from experiments.dvc_queue import newest_task
+from classifier.params import load_params
+from experiments.gitdvc import run_command
+from experiments.queue import newest_task
 from stages import evaluate, prepare, train
-from tools.scratch import copy_code
 
 REPO = Path(__file__).resolve().parents[1]
+CODE_FOLDERS = ("stages", "classifier", "commands", "experiments", "tools")
+PIPELINE_FILES = ("dvc.yaml", ".gitignore", ".dvcignore", "data/raw/.gitignore")
 CLASSES = ["circle", "cross", "square"]
+
+
+def copy_code(dest: Path) -> Path:
+    """The code folders and the pipeline's files, copied into dest (which may exist); not params, data or results."""
+    for folder in CODE_FOLDERS:
+        shutil.copytree(REPO / folder, dest / folder, ignore=shutil.ignore_patterns("__pycache__"),
+                        dirs_exist_ok=True)
+    for name in PIPELINE_FILES:
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / name, dest / name)
+    return dest
 
 
 def make_image_folder(root: Path, per_class: dict, size: int = 16, seed: int = 0, suffix: str = ".png") -> Path:
@@ -77,12 +90,14 @@ PRECISION = os.environ.get("TEST_PRECISION", "fp32")
 
 def tiny_params(raw: str = "data/raw/cifar10") -> dict:
     """The repository's params.yaml, shrunk: small model, two epochs, small batches, CPU, a pinned precision."""
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = load_params(REPO / "params.yaml")
     params["data"]["raw"] = raw
     params["model"]["fast_cnn"]["widths"] = [8, 16, 16]
     params["model"]["seed_cnn"]["widths"] = [4, 8]
     params["model"]["seed_cnn"]["dense"] = 16
-    params["train"].update(epochs=2, batch_size=16, device="cpu", precision=PRECISION)
+    params["train"].update(epochs=2, batch_size=16)
+    params["evaluate"]["batch_size"] = 16
+    params["compute"].update(device="cpu", precision=PRECISION)
     return params
 
 
@@ -159,17 +174,17 @@ def start_python(workdir: Path, args: list[str], **popen_args) -> subprocess.Pop
 # of a run, whatever the load on the machine, instead of racing it.
 PAUSED_TRAIN = """
 import sys, time
-from classifier.cli import run_main
+from classifier.errors import run_main
 from stages import train
-pause_at, train_epoch = int(sys.argv[1]), train.train_epoch
+pause_at, train_one_epoch = int(sys.argv[1]), train.train_one_epoch
 
 def pausing(run, epoch, *args):
     if epoch + 1 == pause_at:
         print("paused", flush=True)
         time.sleep(600)
-    return train_epoch(run, epoch, *args)
+    return train_one_epoch(run, epoch, *args)
 
-train.train_epoch = pausing
+train.train_one_epoch = pausing
 run_main(train.main)
 """
 

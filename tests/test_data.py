@@ -8,11 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from classifier.augment import cutout, flip_where, translate
-from classifier.cli import UserError
+from classifier.batches import cutout, flip_where, translate
+from classifier.errors import UserError
 from classifier.data import decode_images, read_dataset, read_raw, stratified_split
-from classifier.inputs import scale_pixels
-from classifier.prepared import load_split, save_split
+from classifier.batches import scale_pixels
+from classifier.data import load_split, save_split
 from tests.conftest import CLASSES, make_archive, make_image_folder
 
 

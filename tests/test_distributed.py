@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from classifier.fit import read_history
+from classifier.files import read_history
 from stages import prepare
 from tests.conftest import start_stage, write_params
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
+from classifier.params import load_params
 from stages import prepare, train
 from tests.conftest import (REPO, dvc, make_dvc_repo, make_image_folder, start_paused_train, start_stage,
                             write_params)
@@ -40,7 +40,7 @@ def test_unreadable_params_are_named(workdir, text, message):
 
 
 @pytest.mark.parametrize("typo, message", [
-    (("optimzer", "adam"), "unknown key 'optimzer' (did you mean 'optimizer'?); no stage reads it"),
+    (("optimzer", "adam"), "unknown key 'optimzer' (did you mean 'optimizer'?); nothing reads it"),
     (("train", "epoch", 3), "unknown key 'train.epoch' (did you mean 'train.epochs'?)"),
     (("model", "fast_cnn", "widht", 3), "unknown key 'model.fast_cnn.widht' (did you mean 'model.fast_cnn.width"),
     (("evaluate", "tta_views", "none"), "unknown key 'evaluate.tta_views' (did you mean 'evaluate.tta'?)"),
@@ -129,9 +129,11 @@ def test_a_bad_model_file_says_retrain(trained, damage, message):
 OUTPUTS = ["models/model.pt", "plots/train/history.csv", "metrics/train/metrics.json"]
 
 
-def set_params(workdir, **train_params) -> None:
-    params = yaml.safe_load((workdir / "params.yaml").read_text())
+def set_params(workdir, precision: str | None = None, **train_params) -> None:
+    params = load_params(workdir / "params.yaml")
     params["train"].update(train_params)
+    if precision:
+        params["compute"]["precision"] = precision
     write_params(workdir, params)
 
 

@@ -6,9 +6,8 @@ import ast
 import pytest
 import yaml
 
-from classifier.outputs import STAGE_OUTPUTS
-from tests.conftest import REPO
-from tools.scratch import CODE_FOLDERS
+from classifier.files import STAGE_OUTPUTS
+from tests.conftest import CODE_FOLDERS, REPO
 
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 
@@ -49,7 +48,7 @@ def test_the_closure_follows_imports_through_other_modules():
     closure = import_closure(REPO / "stages/train.py")
     assert {"classifier/training.py", "classifier/optim.py", "classifier/params.py"} <= closure  # optim via training
     assert "classifier/distributed.py" in closure  # `from classifier import distributed`
-    assert "classifier/images.py" not in closure and "experiments/study.py" not in closure
+    assert "classifier/figures.py" not in closure and "experiments/study.py" not in closure
 
 
 @pytest.mark.parametrize("stage", list(STAGES))

@@ -4,7 +4,7 @@ digits (scikit-learn's, no download), each trained briefly at tiny widths."""
 import pytest
 import torch
 
-from classifier.fit import read_history
+from classifier.files import read_history
 from classifier.models import init_whitening
 from stages import prepare, train
 from tests.conftest import make_digits_folder, tiny_params, write_params

@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from classifier.cli import UserError
+from classifier.errors import UserError
 from classifier.params import check_data, check_eval, check_plot, check_train, get, load_params, parse_params
 from tests.conftest import REPO, write_params
 
@@ -35,7 +35,7 @@ def test_bad_test_time_views_are_named(params):
     ("optimizer", "adamax", "'optimizer' is 'adamax'; allowed: sgd | nesterov | adam | adamw | rmsprop"),
     ("train.epochs", -1, "'train.epochs' is -1; allowed: an integer in [1, 10000]"),
     ("train.epochs", 2.5, "'train.epochs' is 2.5"),
-    ("train.device", "tpu", "'train.device' is 'tpu'; allowed: auto | cpu | cuda"),
+    ("compute.device", "tpu", "'compute.device' is 'tpu'; allowed: auto | cpu | cuda"),
     ("model.arch", "resnet", "'model.arch' is 'resnet'; allowed: fast_cnn | seed_cnn"),
     ("model.fast_cnn.widths", [64, 128], "'model.fast_cnn.widths' is [64, 128]; allowed: a list of 3"),
     ("optimizers.nesterov.lr", 0, "'optimizers.nesterov.lr' is 0; allowed: a number in (0"),
@@ -46,7 +46,7 @@ def test_bad_test_time_views_are_named(params):
     ("optimizers.muon.others.lr", -1, "'optimizers.muon.others.lr' is -1; allowed: a number in (0"),
     ("train.flip", "sometimes", "'train.flip' is 'sometimes'; allowed: alternating | random | none"),
     ("train.lookahead_every", -1, "'train.lookahead_every' is -1; allowed: an integer in [0, 10000]"),
-    ("train.precision", "fp16", "'train.precision' is 'fp16'; allowed: auto | bf16 | fp32"),
+    ("compute.precision", "fp16", "'compute.precision' is 'fp16'; allowed: auto | bf16 | fp32"),
     ("model.fast_cnn.activation", "tanh", "'model.fast_cnn.activation' is 'tanh'; allowed: relu | gelu"),
     ("model.fast_cnn.dirac_init", "yes", "'model.fast_cnn.dirac_init' is 'yes'; allowed: true | false"),
 ])

@@ -102,7 +102,7 @@ def test_plots_show_draws_exactly_the_intended_charts_with_titles(repo, experime
 
 
 def test_report_has_both_diffs_the_verdicts_and_figures_that_exist(repo, experiments):
-    run(["python", "-m", "commands.review", "rmsprop", "three-epochs", "--out", "review"], repo)
+    run(["python", "-m", "experiments.review", "rmsprop", "three-epochs", "--out", "review"], repo)
     report = (repo / "review/report.md").read_text()
     assert re.search(rf"\| params.yaml +\| optimizer +\| rmsprop +\| {tiny_params()['optimizer']} ", report)
     assert re.search(r"\| metrics/evaluate.json +\| test_acc ", report)

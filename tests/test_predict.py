@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from classifier.cli import UserError
+from classifier.errors import UserError
 from commands import predict
 from tests.conftest import CLASSES, REPO
 

@@ -10,9 +10,10 @@ import torch
 
 from classifier.evaluation import loss_and_accuracy, predictor
 from classifier.figures import split_shapes
-from classifier.fit import diagnose_fit, read_history
+from classifier.files import read_history
+from classifier.fit import diagnose_fit
 from classifier.models import load_checkpoint
-from classifier.prepared import load_split
+from classifier.data import load_split
 from classifier.training import TrainingDiverged
 from stages import evaluate, plot, prepare, train
 from tests.conftest import CLASSES, diverging, start_stage, write_params
@@ -94,7 +95,8 @@ def test_full_stage_chain_writes_every_output(workdir, params, arch):
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_the_tiny_task_is_learned(workdir, params, precision):
-    params["train"].update(epochs=6, precision=precision)
+    params["train"]["epochs"] = 6
+    params["compute"]["precision"] = precision
     write_params(workdir, params)
     run_pipeline()
     assert read_json(workdir / "metrics/evaluate.json")["test_acc"] >= 0.9
@@ -103,7 +105,7 @@ def test_the_tiny_task_is_learned(workdir, params, precision):
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_training_is_repeatable(workdir, params, precision):
     """Every tracked output of train but the timing is bit-identical from run to run."""
-    params["train"]["precision"] = precision
+    params["compute"]["precision"] = precision
     write_params(workdir, params)
     prepare.main()
     outputs = ("plots/train/history.csv", "metrics/train/metrics.json", "models/model.pt")
@@ -135,7 +137,8 @@ def test_training_shows_its_progress_while_it_runs(workdir, params):
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_diverging_training_stops_with_a_clear_error_and_no_model(workdir, params, precision):
-    params["train"].update(batch_size=8, precision=precision)
+    params["train"]["batch_size"] = 8
+    params["compute"]["precision"] = precision
     write_params(workdir, diverging(params))
     prepare.main()
     with pytest.raises(TrainingDiverged, match=r"training diverged \(loss (nan|inf)\) at step \d+ of epoch \d/2; "

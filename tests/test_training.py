@@ -8,11 +8,11 @@ import torch
 from torch import nn
 
 from classifier.models import build_model
-from classifier.augment import scale_down, training_batches
+from classifier.batches import scale_down, training_batches
 from classifier.device import resolve_precision
 from classifier.evaluation import predict_logits
 from classifier.optim import Lookahead, build_optimizer, build_schedule
-from classifier.training import epoch_scale, start_run, train_epoch, training_flops_per_image
+from classifier.training import epoch_scale, start_run, train_one_epoch, training_flops_per_image
 
 
 def test_batch_norm_biases_get_their_own_lr_and_decay(params):
@@ -131,7 +131,7 @@ def test_low_res_epochs_train_on_smaller_images_and_count_fewer_flops(params):
                                    run.generator, epoch, run.flip_bits, epoch_scale(params, epoch)))[0].shape[-1]
              for epoch in (0, 1)]
     assert sizes == [12, 16]
-    low_res_flops, full_flops = train_epoch(run, 0, 1)[2], train_epoch(run, 1, 1)[2]
+    low_res_flops, full_flops = train_one_epoch(run, 0, 1)[2], train_one_epoch(run, 1, 1)[2]
     assert low_res_flops < 0.7 * full_flops  # 0.56 of the pixels
     params["model"]["arch"] = "seed_cnn"  # its dense layer takes one image size: no low-res epochs
     assert epoch_scale(params, 0) == 1

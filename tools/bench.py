@@ -10,7 +10,7 @@
 
 Everything is measured in one run on the current machine: the peak matmul rates (fp32, bf16; at the start and
 again after the timed work, the higher kept); the train stage's own epochs (classifier.training.start_run and
-train_epoch, as `dvc repro` runs them, validation aside), their FLOPs and their share of the peak at the training
+train_one_epoch, as `dvc repro` runs them, validation aside), their FLOPs and their share of the peak at the training
 precision; a naive PyTorch loop for context; each stage's time and peak memory; the train stage in 1 and in 2
 processes; a no-op `dvc repro`; `dvc pull` into a fresh clone. Throughputs are measured interleaved and
 repeated, and the median reported, because these machines are shared and noisy.
@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -33,16 +34,16 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from classifier.cli import UserError
+from classifier.errors import UserError
 from classifier.data import group_by_split, read_raw
-from classifier.prepared import load_split
+from classifier.data import load_split
 from classifier.device import resolve_precision, setup_torch
-from classifier.gitdvc import dvc, git
+from experiments.gitdvc import dvc, git
 from classifier.models import build_model
 from classifier.optim import build_optimizer
-from classifier.outputs import EVALUATE_METRICS, TIMING_METRICS, TRAIN_METRICS, write_json
-from classifier.training import epoch_scale, low_res_epochs, start_run, train_epoch
-from tools.scratch import copy_code
+from classifier.files import EVALUATE_METRICS, TIMING_METRICS, TRAIN_METRICS, write_json
+from classifier.params import load_params
+from classifier.training import epoch_scale, low_res_epochs, start_run, train_one_epoch
 
 RESULTS_JSON = Path("bench/results.json")
 PREDICT_JSON = Path("bench/predict.json")
@@ -53,6 +54,13 @@ RAW_DVC_FILE = "data/raw/cifar10.tar.dvc"
 REPEATS = 3
 NAIVE_STEPS = 12  # timed steps of the naive loop per measurement
 STAGES = ("prepare", "train", "evaluate", "plot")
+
+
+def copy_code(dest: Path) -> Path:
+    """The code the stages and commands run, copied into a scratch folder where they run on other params."""
+    for folder in ("classifier", "stages", "commands"):
+        shutil.copytree(Path(folder), dest / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
 
 
 def seconds(work) -> float:
@@ -142,11 +150,11 @@ def epoch_rates(run, epochs: range, after_each=lambda: None) -> dict:
     """Seconds, FLOPs, images/s and GFLOP/s of the train stage's epochs `epochs` (medians), after the epoch before
     them, untimed: it warms up oneDNN's kernels for their image size (and the first trains the whitening bias)."""
     images = run.steps_per_epoch * run.params["train"]["batch_size"]
-    train_epoch(run, epochs.start - 1)
+    train_one_epoch(run, epochs.start - 1)
     seconds, flops = [], []
     for epoch in epochs:
         started = time.perf_counter()
-        flops.append(train_epoch(run, epoch)[2])
+        flops.append(train_one_epoch(run, epoch)[2])
         seconds.append(time.perf_counter() - started)
         after_each()
     epoch_seconds, epoch_flops = statistics.median(seconds), statistics.median(flops)
@@ -200,9 +208,9 @@ def profile_training(params: dict) -> str:
     from torch.profiler import ProfilerActivity, profile
 
     run = start_run(params, *load_split("train"))
-    train_epoch(run, 0, steps=2)
+    train_one_epoch(run, 0, steps=2)
     with profile(activities=[ProfilerActivity.CPU]) as profiler:
-        train_epoch(run, 1, steps=4)
+        train_one_epoch(run, 1, steps=4)
     return profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)
 
 
@@ -224,7 +232,7 @@ def stage_costs(repo: Path) -> dict:
     """Time and peak memory of each stage, run in a scratch copy (train for one epoch: memory does not grow)."""
     with tempfile.TemporaryDirectory() as tmp:
         scratch = copy_code(Path(tmp))
-        params = yaml.safe_load((repo / "params.yaml").read_text())
+        params = load_params(repo / "params.yaml")
         params["train"]["epochs"] = 1
         params["data"]["raw"] = str((repo / params["data"]["raw"]).resolve())
         (scratch / "params.yaml").write_text(yaml.safe_dump(params))
@@ -242,7 +250,7 @@ def processes_throughput(repo: Path) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         scratch = copy_code(Path(tmp))
         os.symlink((repo / "data/prepared").resolve(), scratch / "data/prepared")
-        params = yaml.safe_load((repo / "params.yaml").read_text())
+        params = load_params(repo / "params.yaml")
         for _ in range(2):
             for processes in results:
                 params["train"].update(epochs=1, processes=processes)
@@ -319,7 +327,7 @@ def pipeline_run(repo: Path, tmp: Path) -> dict:
     for stage in ("train", "evaluate"):
         run_measured([sys.executable, "-m", f"stages.{stage}"], scratch)
     timing = json.loads((scratch / TIMING_METRICS).read_text())
-    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params = load_params(repo / "params.yaml")
     return {"recipe": f"this repository's default ({params['optimizer']}, per-epoch validation included)",
             "test_acc": json.loads((scratch / EVALUATE_METRICS).read_text())["test_acc"],
             "epochs": params["train"]["epochs"], "precision": timing["precision"],
@@ -391,11 +399,11 @@ def main() -> None:
     parser.add_argument("--anchor", action="store_true", help="train the default and the reference side by side")
     parser.add_argument("--anchor-script", type=Path, default=ANCHOR_SCRIPT, help="the runner of the reference")
     args = parser.parse_args()
-    params = yaml.safe_load(Path("params.yaml").read_text())
+    params = load_params()
     if args.profile:
         print(profile_training(params))
         return
-    device = setup_torch(0, params["train"]["device"])
+    device = setup_torch(0, params["compute"]["device"])
     if args.anchor:
         path, results = ANCHOR_JSON, bench_anchor(Path.cwd(), params, device, args.anchor_script)
     elif args.predict:

@@ -2,7 +2,7 @@
 
     python -m tools.gpu_check        (or: make gpu-check)
 
-Runs the default params as a DVC experiment named gpu-check with train.device cuda, then writes the device's
+Runs the default params as a DVC experiment named gpu-check with compute.device cuda, then writes the device's
 name, its bf16 matmul peak measured in the same run, the train stage's seconds and images/s (validation
 included), its share of that peak, and the test accuracy. Needs a CUDA device; nothing else does.
 """
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from classifier.cli import UserError, run_main
-from classifier.gitdvc import dvc, read_at
-from classifier.outputs import EVALUATE_METRICS, TIMING_METRICS, TRAIN_METRICS, write_json
+from classifier.errors import UserError, run_main
+from experiments.gitdvc import dvc, read_at
+from classifier.files import EVALUATE_METRICS, TIMING_METRICS, TRAIN_METRICS, write_json
 from tools.bench import matmul_gflops
 
 GPU_JSON = Path("bench/gpu.json")
@@ -26,7 +26,7 @@ def main() -> None:
     if not torch.cuda.is_available():
         raise UserError("no CUDA device is visible; run make gpu-check on a machine with an NVIDIA GPU")
     peak = matmul_gflops(torch.bfloat16, "cuda", size=8192)
-    dvc("exp", "run", "-n", EXPERIMENT, "-S", "train.device=cuda", "--force")
+    dvc("exp", "run", "-n", EXPERIMENT, "-S", "compute.device=cuda", "--force")
     timing, trained = (json.loads(read_at(EXPERIMENT, path)) for path in (TIMING_METRICS, TRAIN_METRICS))
     achieved = trained["train_pflop"] * 1e6 / timing["train_seconds"]
     results = {"date": date.today().isoformat(), "device": torch.cuda.get_device_name(),

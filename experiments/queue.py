@@ -2,40 +2,35 @@
 
 Every run is an ordinary queued experiment (`dvc exp run --queue -n NAME -S key=value ...`), so `dvc exp show`
 lists it and `dvc exp diff` compares any two. Runs are queued without --force, so DVC's run cache restores
-every stage that already ran with the same code, params and data, in this workspace or in the queue, after
-any commit that leaves the stages' dependencies alone. Every run's results (or its divergence) are also kept in
-a record that Git tracks (the study's reports/optimizers-runs.json, the ablation's reports/ablation-runs.json),
-by the code, data and params it ran with: a fresh clone, without the experiments or the run cache, does not
-train a recorded run again, so a study interrupted in one clone finishes in another.
+every stage that already ran with the same code, params and data, in this workspace or in the queue: after a
+commit that leaves the stages' dependencies alone, running a driver again trains nothing.
 """
 
 import argparse
 import contextlib
 import copy
 import csv
-import hashlib
 import io
 import json
-import os
 import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from classifier.cli import UserError
-from classifier.fit import parse_history
-from classifier.gitdvc import dvc, git, read_at
-from classifier.outputs import EVALUATE_METRICS, HISTORY_CSV, TIMING_METRICS, TRAIN_METRICS, write_json
+from classifier.errors import UserError
+from classifier.device import alive
+from classifier.files import EVALUATE_METRICS, HISTORY_CSV, TIMING_METRICS, TRAIN_METRICS, parse_history
 from classifier.params import PARAMS_FILE, get, load_params, parse_params
+from experiments.gitdvc import dvc, git, read_at
 
+# Private files of DVC's queue, read only by the workarounds for its dying worker (DVC issues #10562, #8702)
 WORKER_LOGS = ".dvc/tmp/exps/celery/*.out"  # where `dvc queue logs` itself points when a worker failed
 RUN_PIDS = ".dvc/tmp/exps/run/{task}*/*.pid"  # each queued run's own process, by its task id
 POLL_SECONDS = 5
 DEAD_POLLS = 3  # polls in a row without a worker before the worker counts as gone (a starting one shows none)
 WAITING = ("Queued", "Running")
 RANK = {"Failed": 0, "Success": 1, "Queued": 2, "Running": 3}  # of one name's several tasks, the liveliest counts
-CODE_FOLDERS = ("stages", "classifier")  # what the stages run: a run's record holds while they stay
 
 
 def with_changes(params: dict, changes: dict) -> dict:
@@ -105,17 +100,10 @@ def liveliest(rows: list[dict]) -> dict[str, tuple[str, str]]:
 
 
 def run_alive(task: str) -> bool:
-    """Whether the process of the queued run with this task id is alive: a worker whose queue has emptied is
-    no longer counted by `dvc queue status`, though it still runs its last experiment to the end."""
-    for pid_file in Path().glob(RUN_PIDS.format(task=task)):
-        try:
-            os.kill(int(pid_file.read_text()), 0)
-            return True
-        except (ValueError, ProcessLookupError):
-            continue
-        except PermissionError:  # someone else's process: alive
-            return True
-    return False
+    """Whether the process of the queued run with this task id is alive (a workaround for DVC issue #10562: a
+    worker whose queue has emptied is no longer counted by `dvc queue status`, though it still runs its last
+    experiment to the end): the pid file DVC keeps for the run."""
+    return any(alive(pid_file.read_text()) for pid_file in Path().glob(RUN_PIDS.format(task=task)))
 
 
 def start_worker() -> None:
@@ -169,32 +157,10 @@ def wait_for(names: list[str]) -> None:
 
 # ----------------------------------------------------------------------------- running the queue
 
-def run_key(params: dict, changes: dict) -> str:
-    """What a run's outcome depends on: its params, the committed code of the stages and the data's .dvc files."""
-    committed = git("ls-tree", "-r", "HEAD", *CODE_FOLDERS, "dvc.yaml").stdout + git("ls-files", "-s", "*.dvc").stdout
-    pipeline = {key: value for key, value in with_changes(params, changes).items() if key not in ("study", "ablation")}
-    return hashlib.sha256((json.dumps(pipeline, sort_keys=True) + committed).encode()).hexdigest()
-
-
-def run_queue(runs: dict[str, dict], record: Path) -> dict[str, dict]:
-    """Run one queued experiment per run (name -> params to set), one at a time; name -> its results (collect).
-
-    A run in record with the same code, data and params is not run again; every run that finished or diverged
-    is added to it (one that failed otherwise is not: it runs again next time).
-    """
-    params = load_params()
-    keys = {name: run_key(params, changes) for name, changes in runs.items()}
-    recorded = json.loads(record.read_text()) if record.exists() else {}
-    kept = [name for name in runs if recorded.get(name, {}).get("key") == keys[name]]
-    if kept:
-        print(f"kept {len(kept)} runs recorded in {record} with the same code and params: {', '.join(kept)}")
-    outcomes = queue_and_wait({name: changes for name, changes in runs.items() if name not in kept})
-    for name in outcomes:
-        result = collect(name, outcomes)
-        if result["status"] != "failed":
-            recorded[name] = {"key": keys[name], **result}
-    write_json(record, dict(sorted(recorded.items())))
-    return {name: recorded[name] if name in recorded else {"status": "failed"} for name in runs}
+def run_queue(runs: dict[str, dict]) -> dict[str, dict]:
+    """Run one queued experiment per run (name -> params to set), one at a time; name -> its results (collect)."""
+    outcomes = queue_and_wait(runs)
+    return {name: collect(name, outcomes) for name in runs}
 
 
 def queue_and_wait(runs: dict[str, dict]) -> dict[str, str]:
@@ -255,6 +221,22 @@ def collect(name: str, outcomes: dict[str, str]) -> dict:
 
 
 # ----------------------------------------------------------------------------- several machines
+
+def drive(doc: str, run_share, write_report, command: str) -> None:
+    """The study's and the ablation's main: with --shard K/N, run_share(shard) runs this machine's share of the
+    runs (and names them), which are pushed; without it, pull what the shards pushed and write_report(), which
+    runs whatever is left (the run cache restores what ran) and writes the report."""
+    shard, git_remote = machine_args(doc)
+    if shard is None:
+        pull_runs(git_remote)
+        write_report()
+        return
+    ran = run_share(shard)
+    if ran:
+        push_runs(git_remote)
+    print(f"shard {shard[0]}/{shard[1]} ran {', '.join(ran) or 'nothing (more shards than runs)'}; once every shard "
+          f"has finished, `{command}` on any machine pulls their runs and writes the report")
+
 
 def machine_args(doc: str) -> tuple[tuple[int, int] | None, str]:
     """The command line of the study and the ablation: this machine's shard, if any, and the Git remote."""

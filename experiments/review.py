@@ -1,6 +1,6 @@
 """A review of two revisions for a pull request: what changed, and what it did to the results, in Markdown.
 
-    python -m commands.review [OLD [NEW]] [--out review]      (make review OLD=main NEW=workspace)
+    python -m experiments.review [OLD [NEW]] [--out review]      (make review OLD=main NEW=workspace)
 
 OLD and NEW are Git revisions, experiment names or `workspace`; the defaults compare the workspace with main.
 The params and metrics tables are DVC's own (`dvc params diff --md`, `dvc metrics diff --md`), the figures come
@@ -16,10 +16,10 @@ import json
 import shutil
 from pathlib import Path
 
-from classifier.cli import run_main
-from classifier.fit import fit_text, parse_history
-from classifier.gitdvc import dvc, read_at
-from classifier.outputs import CLASSES_CSV, CONFUSION_PNG, CURVES_PNG, HISTORY_CSV, write_text
+from classifier.errors import run_main
+from classifier.fit import fit_text
+from experiments.gitdvc import dvc, read_at
+from classifier.files import CLASSES_CSV, CONFUSION_PNG, CURVES_PNG, HISTORY_CSV, parse_history, write_text
 from classifier.params import PARAMS_FILE, parse_params
 
 FIGURES = {"learning curves": CURVES_PNG, "test confusion matrix": CONFUSION_PNG}

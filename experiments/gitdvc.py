@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from classifier.cli import UserError
+from classifier.errors import UserError
 
 
 def run_command(args: list[str], cwd: Path | str | None = None, env: dict | None = None,

@@ -85,3 +85,13 @@ def read_confusion(class_names: list[str]) -> tuple[list[int], list[int]]:
     index = {name: i for i, name in enumerate(class_names)}
     rows = read_csv(CONFUSION_CSV)
     return [index[row["actual"]] for row in rows], [index[row["predicted"]] for row in rows]
+
+
+def read_history(path: Path = HISTORY_CSV) -> list[dict]:
+    """history.csv, the train stage's one row per epoch."""
+    return parse_history(read_csv(path))
+
+
+def parse_history(rows: list[dict]) -> list[dict]:
+    """history.csv's rows with numbers for values, the epoch an integer."""
+    return [{key: int(value) if key == "epoch" else float(value) for key, value in row.items()} for row in rows]
