@@ -89,4 +89,5 @@ soak: setup
 ## ruff, and the GitHub workflows against GitHub's schema (check-jsonschema ships it: no network needed)
 lint: setup
 	ruff check .
+	ruff format --check .
 	check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml

@@ -1,5 +1,6 @@
-"""Training in several processes on one machine: DistributedDataParallel, started by PyTorch's elastic launcher
-(what torchrun runs), one process per GPU with NCCL or several on the CPU with gloo."""
+"""Training in several processes on one machine: DistributedDataParallel, started by PyTorch's
+elastic launcher (what torchrun runs), one process per GPU with NCCL or several on the CPU with
+gloo."""
 
 import os
 import sys
@@ -28,14 +29,22 @@ def launched() -> bool:
 
 
 def launch(processes: int, module: str) -> int:
-    """Run `python -m module` in `processes` processes through the elastic launcher, as `torchrun --standalone
-    --nproc-per-node=processes -m module` would; their exit status (the first failure's, 130 for Ctrl-C)."""
+    """Run `python -m module` in `processes` processes through the elastic launcher, as `torchrun
+    --standalone --nproc-per-node=processes -m module` would; their exit status (the first
+    failure's, 130 for Ctrl-C)."""
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=processes, run_id=str(uuid.uuid4()),
-                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0)
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=processes,
+        run_id=str(uuid.uuid4()),
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",
+        max_restarts=0,
+    )
     try:
         elastic_launch(config, sys.executable)("-m", module)
     except ChildFailedError as error:
@@ -46,18 +55,19 @@ def launch(processes: int, module: str) -> int:
 
 
 def start(device: torch.device) -> None:
-    """Join the other processes: NCCL between GPUs (each process on its own, made current so that NCCL's
-    communicator uses it), gloo on the CPU."""
+    """Join the other processes: NCCL between GPUs (each process on its own, made current so that
+    NCCL's communicator uses it), gloo on the CPU."""
     if device.type == "cuda":
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
 
 def finish() -> None:
-    """Leave the other processes, once training is done: together, for gloo aborts a process that leaves while
-    another still has the last epoch's checkpoint to write. A process other than rank 0 has nothing left to
-    write and exits here: in the interpreter's own teardown gloo's threads sometimes abort it ("terminate
-    called without an active exception", in about one run of twelve of tests/test_distributed.py)."""
+    """Leave the other processes, once training is done: together, for gloo aborts a process that
+    leaves while another still has the last epoch's checkpoint to write. A process other than rank 0
+    has nothing left to write and exits here: in the interpreter's own teardown gloo's threads
+    sometimes abort it ("terminate called without an active exception", in about one run of twelve
+    of tests/test_distributed.py)."""
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
@@ -77,7 +87,8 @@ def sum_across(values: list[float]) -> list[float]:
 
 
 def all_finite(loss: torch.Tensor) -> bool:
-    """Whether the loss is finite in every process, so that all of them stop together when one diverges."""
+    """Whether the loss is finite in every process, so that all of them stop together when one
+    diverges."""
     return sum_across([float(not torch.isfinite(loss))])[0] == 0
 
 

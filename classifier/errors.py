@@ -1,4 +1,5 @@
-"""How every stage and command ends: a user's mistake as one `error:` line, Ctrl-C as exit status 130."""
+"""How every stage and command ends: a user's mistake as one `error:` line, Ctrl-C as exit status
+130."""
 
 import os
 import signal
@@ -10,11 +11,12 @@ class UserError(Exception):
 
 
 def run_main(main) -> None:
-    """Run main(), turning a UserError into one clear line and exit status 2, and Ctrl-C into exit status 130.
+    """Run main(), turning a UserError into one clear line and exit status 2, and Ctrl-C into exit
+    status 130.
 
-    DEBUG=1 in the environment shows the traceback as well. A process started with Ctrl-C ignored (a background
-    job of a non-interactive shell, a queue worker) would inherit that and train on through the user's Ctrl-C or
-    `dvc queue kill`, so the default handler is put back first.
+    DEBUG=1 in the environment shows the traceback as well. A process started with Ctrl-C ignored (a
+    background job of a non-interactive shell, a queue worker) would inherit that and train on
+    through the user's Ctrl-C or `dvc queue kill`, so the default handler is put back first.
     """
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:

@@ -1,4 +1,5 @@
-"""Where the pipeline writes, and writing each file whole or not at all (a temporary file, then a rename)."""
+"""Where the pipeline writes, and writing each file whole or not at all (a temporary file, then a
+rename)."""
 
 import csv
 import json
@@ -7,11 +8,13 @@ from pathlib import Path
 
 import torch
 
-# Every file a stage writes. dvc.yaml declares the same files (tests/test_layout.py checks that they agree):
-# metrics/ holds small numbers compared across experiments (DVC metrics), plots/ chart data and figures.
+# Every file a stage writes. dvc.yaml declares the same files (tests/test_layout.py checks that they
+# agree): metrics/ holds small numbers compared across experiments (DVC metrics), plots/ chart data
+# and figures.
 PREPARED_DIR = Path("data/prepared")
 MODEL_FILE = Path("models/model.pt")
-LIVE_DIR = Path("metrics/train")  # DVCLive's folder: it rewrites metrics.json there after every epoch
+# DVCLive's folder: it rewrites metrics.json there after every epoch
+LIVE_DIR = Path("metrics/train")
 TRAIN_METRICS = LIVE_DIR / "metrics.json"
 TIMING_METRICS = Path("metrics/timing.json")
 HISTORY_CSV = Path("plots/train/history.csv")
@@ -29,17 +32,20 @@ STAGE_OUTPUTS = {
     "train": [MODEL_FILE, TRAIN_METRICS, TIMING_METRICS, HISTORY_CSV],
     "plot": [FIT_METRICS, SAMPLES_PNG, CURVES_PNG, CONFUSION_PNG, MISCLASSIFIED_PNG],
 }
-RESUME_FILE = Path("checkpoints/train.pt")  # the last finished epoch's training state; not a DVC output, not in Git
+# the last finished epoch's training state; not a DVC output, not in Git
+RESUME_FILE = Path("checkpoints/train.pt")
 
 
 def write_atomically(path: Path, write) -> None:
-    """write(tmp_path), then rename it to path: readers see the old file or the new one, never half of one."""
+    """write(tmp_path), then rename it to path: readers see the old file or the new one, never half
+    of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = path.with_name(f".{path.name}.tmp")
     try:
         write(tmp_path)
         os.replace(tmp_path, path)
-    except BaseException:  # a failed or interrupted write leaves nothing, not even the temporary file
+    # a failed or interrupted write leaves nothing, not even the temporary file
+    except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
 
@@ -72,16 +78,21 @@ def read_csv(path: Path) -> list[dict]:
 
 
 def save_figure(figure, path: Path) -> None:
-    write_atomically(Path(path), lambda tmp: figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+    write_atomically(
+        Path(path), lambda tmp: figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    )
 
 
 def confusion_rows(actual: list[int], predicted: list[int], class_names: list[str]) -> list[dict]:
     """confusion.csv's rows: one per test image, its true and its predicted class by name."""
-    return [{"actual": class_names[a], "predicted": class_names[p]} for a, p in zip(actual, predicted)]
+    return [
+        {"actual": class_names[a], "predicted": class_names[p]} for a, p in zip(actual, predicted)
+    ]
 
 
 def read_confusion(class_names: list[str]) -> tuple[list[int], list[int]]:
-    """The true and predicted class of every test image, as indices of class_names, from confusion.csv."""
+    """The true and predicted class of every test image, as indices of class_names, from
+    confusion.csv."""
     index = {name: i for i, name in enumerate(class_names)}
     rows = read_csv(CONFUSION_CSV)
     return [index[row["actual"]] for row in rows], [index[row["predicted"]] for row in rows]
@@ -94,4 +105,7 @@ def read_history(path: Path = HISTORY_CSV) -> list[dict]:
 
 def parse_history(rows: list[dict]) -> list[dict]:
     """history.csv's rows with numbers for values, the epoch an integer."""
-    return [{key: int(value) if key == "epoch" else float(value) for key, value in row.items()} for row in rows]
+    return [
+        {key: int(value) if key == "epoch" else float(value) for key, value in row.items()}
+        for row in rows
+    ]

@@ -1,5 +1,5 @@
-"""The optimizers params.yaml may name (a registry of torch.optim classes), the one it names built for a model,
-its learning-rate schedule, and lookahead."""
+"""The optimizers params.yaml may name (a registry of torch.optim classes), the one it names built
+for a model, its learning-rate schedule, and lookahead."""
 
 import torch
 from torch import nn
@@ -13,26 +13,35 @@ OPTIMIZERS = {
     "rmsprop": (torch.optim.RMSprop, {}),
     "adagrad": (torch.optim.Adagrad, {}),
     "nadam": (torch.optim.NAdam, {}),
-    "muon": (torch.optim.Muon, {}),  # for the conv filters; Nesterov SGD (its `others`) for the rest
+    # for the conv filters; Nesterov SGD (its `others`) for the rest
+    "muon": (
+        torch.optim.Muon,
+        {},
+    ),
 }
-# Optimizer settings that are ours, not the torch.optim class's: the batch-norm biases' lr multiple, which every
-# section but muon's takes, and muon's `others` (the Nesterov SGD's settings for what is not a conv filter).
+# Optimizer settings that are ours, not the torch.optim class's: the batch-norm biases' lr multiple,
+# which every section but muon's takes, and muon's `others` (the Nesterov SGD's settings for what is
+# not a conv filter).
 BIAS_EXTRAS, MUON_EXTRAS = {"bias_lr_factor"}, {"others"}
 OPTIMIZER_EXTRAS = BIAS_EXTRAS | MUON_EXTRAS
 
 
 def build_optimizer(name: str, optimizers: dict, model: nn.Module) -> torch.optim.Optimizer:
-    """The optimizer `name` stands for, with its settings from `optimizers` (params.yaml's section of that name).
+    """The optimizer `name` stands for, with its settings from `optimizers` (params.yaml's section
+    of that name).
 
     Any torch.optim class: batch-norm biases get a group of their own, with lr x bias_lr_factor and
-    weight_decay / bias_lr_factor (the same decay per step): with the batch-norm scale frozen they are the only
-    per-channel knobs, and they need far larger steps than the filters. muon: see FilterMuon.
+    weight_decay / bias_lr_factor (the same decay per step): with the batch-norm scale frozen they
+    are the only per-channel knobs, and they need far larger steps than the filters. muon: see
+    FilterMuon.
     """
     if name == "muon":
         return FilterMuon(model, optimizers["muon"])
     optimizer_class, fixed = OPTIMIZERS[name]
     params = [p for p in model.parameters() if p.requires_grad]
-    return optimizer_class(parameter_groups(model, params, optimizers[name]), **fixed, **keywords(optimizers[name]))
+    return optimizer_class(
+        parameter_groups(model, params, optimizers[name]), **fixed, **keywords(optimizers[name])
+    )
 
 
 def keywords(settings: dict) -> dict:
@@ -41,29 +50,42 @@ def keywords(settings: dict) -> dict:
 
 
 def parameter_groups(model: nn.Module, params: list[nn.Parameter], settings: dict) -> list[dict]:
-    """params in one group, the model's batch-norm biases among them in a second one with their own lr and decay."""
+    """params in one group, the model's batch-norm biases among them in a second one with their own
+    lr and decay."""
     factor = settings.get("bias_lr_factor", 1)
-    norm_biases = {id(m.bias) for m in model.modules() if isinstance(m, nn.BatchNorm2d)} & {id(p) for p in params}
+    norm_biases = {id(m.bias) for m in model.modules() if isinstance(m, nn.BatchNorm2d)} & {
+        id(p) for p in params
+    }
     groups = [{"params": [p for p in params if id(p) not in norm_biases]}]
     if norm_biases:
-        groups.append({"params": [p for p in params if id(p) in norm_biases], "lr": settings["lr"] * factor,
-                       "weight_decay": settings.get("weight_decay", 0) / factor})
+        groups.append(
+            {
+                "params": [p for p in params if id(p) in norm_biases],
+                "lr": settings["lr"] * factor,
+                "weight_decay": settings.get("weight_decay", 0) / factor,
+            }
+        )
     return groups
 
 
 class FilterMuon(torch.optim.Optimizer):
-    """optimizer: muon. torch.optim.Muon for the trainable convolution filters, each viewed as a matrix
-    (out channels x in channels x 3 x 3), whose updates it orthogonalises; SGD with Nesterov momentum and the
-    settings of optimizers.muon.others for the rest (batch-norm biases, whitening bias, dense layer), as the
-    published airbench94_muon does. One optimizer to the schedule, lookahead and resume: its param_groups are
-    the two optimizers' own, so the schedule scales both."""
+    """optimizer: muon. torch.optim.Muon for the trainable convolution filters, each viewed as a
+    matrix (out channels x in channels x 3 x 3), whose updates it orthogonalises; SGD with Nesterov
+    momentum and the settings of optimizers.muon.others for the rest (batch-norm biases, whitening
+    bias, dense layer), as the published airbench94_muon does. One optimizer to the schedule,
+    lookahead and resume: its param_groups are the two optimizers' own, so the schedule scales
+    both."""
 
     def __init__(self, model: nn.Module, settings: dict):
-        self.filters = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d) and m.weight.requires_grad]
+        self.filters = [
+            m.weight for m in model.modules() if isinstance(m, nn.Conv2d) and m.weight.requires_grad
+        ]
         chosen = {id(p) for p in self.filters}
         rest = [p for p in model.parameters() if p.requires_grad and id(p) not in chosen]
         self.channels_last = [not f.is_contiguous() for f in self.filters]
-        self.matrices = [as_matrix(f.detach(), last) for f, last in zip(self.filters, self.channels_last)]
+        self.matrices = [
+            as_matrix(f.detach(), last) for f, last in zip(self.filters, self.channels_last)
+        ]
         self.muon = torch.optim.Muon(self.matrices, **keywords(settings))
         others = settings["others"]
         sgd_class, fixed = OPTIMIZERS["nesterov"]
@@ -74,8 +96,9 @@ class FilterMuon(torch.optim.Optimizer):
     def step(self, closure=None):
         for f, matrix, last in zip(self.filters, self.matrices, self.channels_last):
             matrix.grad = None if f.grad is None else as_matrix(f.grad, last)
-            # batch norm follows every conv, so a filter's scale carries nothing; holding it at sqrt(out
-            # channels), as airbench94_muon does, keeps each orthogonalised step the same relative size
+            # batch norm follows every conv, so a filter's scale carries nothing; holding it at
+            # sqrt(out channels), as airbench94_muon does, keeps each orthogonalised step the same
+            # relative size
             matrix.mul_(len(matrix) ** 0.5 / matrix.norm())
         self.muon.step()
         self.sgd.step()
@@ -92,17 +115,20 @@ class FilterMuon(torch.optim.Optimizer):
     def load_state_dict(self, state: dict) -> None:
         self.muon.load_state_dict(state["muon"])
         self.sgd.load_state_dict(state["sgd"])
-        self.param_groups = self.muon.param_groups + self.sgd.param_groups  # loading made new group dicts
+        # loading made new group dicts
+        self.param_groups = self.muon.param_groups + self.sgd.param_groups
 
 
 def as_matrix(filters: torch.Tensor, channels_last: bool) -> torch.Tensor:
-    """(out, in, h, w) filters as an (out, in x h x w) matrix, a view of their memory where it can be: channels-last
-    filters are laid out (out, h, w, in), and orthogonalising does not depend on the order of the columns."""
+    """(out, in, h, w) filters as an (out, in x h x w) matrix, a view of their memory where it can
+    be: channels-last filters are laid out (out, h, w, in), and orthogonalising does not depend on
+    the order of the columns."""
     return (filters.permute(0, 2, 3, 1) if channels_last else filters).reshape(len(filters), -1)
 
 
 def build_schedule(optimizer, train_params: dict, total_steps: int):
-    """onecycle: linear warm-up from lr_start_factor to the full rate, then linear decay to lr_end_factor."""
+    """onecycle: linear warm-up from lr_start_factor to the full rate, then linear decay to
+    lr_end_factor."""
     warmup_steps = max(1, round(total_steps * train_params["warmup_fraction"]))
     start, end = train_params["lr_start_factor"], train_params["lr_end_factor"]
 
@@ -120,8 +146,8 @@ def build_schedule(optimizer, train_params: dict, total_steps: int):
 class Lookahead:
     """Every `every` steps, move the weights (and batch-norm statistics) to their running average.
 
-    The average's decay grows as (step / total)^3, so early training is untouched and the end is smoothed;
-    the final model is the average. A cheap form of weight averaging, after airbench.
+    The average's decay grows as (step / total)^3, so early training is untouched and the end is
+    smoothed; the final model is the average. A cheap form of weight averaging, after airbench.
     """
 
     def __init__(self, model: nn.Module, every: int, decay: float, total_steps: int):

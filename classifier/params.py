@@ -21,20 +21,47 @@ TTA_VIEWS = ("mirror_translate", "mirror", "none")
 PRECISIONS = ("auto", "bf16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
 
-# Every key params.yaml may hold: a mistyped key must not be ignored while a stage quietly uses another value.
-# A set lists a section's keys; None means any keys (optimizers: checked against each torch.optim signature).
+# Every key params.yaml may hold: a mistyped key must not be ignored while a stage quietly uses
+# another value. A set lists a section's keys; None means any keys (optimizers: checked against each
+# torch.optim signature).
 KNOWN_KEYS = {
     "seed": set(),
     "data": {"raw", "val_fraction", "split_seed"},
-    "model": {"arch": set(),
-              "fast_cnn": {"widths", "activation", "dropout", "batchnorm_momentum", "batchnorm_weight",
-                           "dirac_init", "output_scale"},
-              "seed_cnn": {"widths", "dense", "dropout"}},
+    "model": {
+        "arch": set(),
+        "fast_cnn": {
+            "widths",
+            "activation",
+            "dropout",
+            "batchnorm_momentum",
+            "batchnorm_weight",
+            "dirac_init",
+            "output_scale",
+        },
+        "seed_cnn": {"widths", "dense", "dropout"},
+    },
     "optimizer": set(),
     "optimizers": None,
-    "train": {"epochs", "batch_size", "lr_schedule", "warmup_fraction", "lr_start_factor", "lr_end_factor",
-              "label_smoothing", "flip", "translate", "cutout", "whiten_bias_epochs", "lookahead_every",
-              "lookahead_decay", "val_stride", "low_res_fraction", "low_res_scale", "processes", "resume"},
+    "train": {
+        "epochs",
+        "batch_size",
+        "lr_schedule",
+        "warmup_fraction",
+        "lr_start_factor",
+        "lr_end_factor",
+        "label_smoothing",
+        "flip",
+        "translate",
+        "cutout",
+        "whiten_bias_epochs",
+        "lookahead_every",
+        "lookahead_decay",
+        "val_stride",
+        "low_res_fraction",
+        "low_res_scale",
+        "processes",
+        "resume",
+    },
     "evaluate": {"tta", "batch_size"},
     "compute": {"device", "precision"},
     "plot": {"overfit_gap", "underfit_accuracy"},
@@ -47,8 +74,9 @@ class DuplicateKey(Exception):
 
 
 class ParamsLoader(yaml.SafeLoader):
-    """YAML 1.2's floats: PyYAML (YAML 1.1) reads 2e-09 as a string, and DVC writes `-S key=2e-09` so. A key
-    given twice in one mapping is an error, as in DVC; PyYAML alone would keep the last value."""
+    """YAML 1.2's floats: PyYAML (YAML 1.1) reads 2e-09 as a string, and DVC writes `-S key=2e-09`
+    so. A key given twice in one mapping is an error, as in DVC; PyYAML alone would keep the last
+    value."""
 
     def construct_mapping(self, node, deep=False):
         lines = {}
@@ -81,10 +109,14 @@ def load_params(path: Path = PARAMS_FILE) -> dict:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or "unreadable"
-        raise UserError(f"{path} is not valid YAML{where} ({problem}); fix it, or restore it with "
-                         f"`git checkout {path}`") from None
+        raise UserError(
+            f"{path} is not valid YAML{where} ({problem}); fix it, or restore it with "
+            f"`git checkout {path}`"
+        ) from None
     if not isinstance(params, dict) or not params:
-        raise UserError(f"{path} is empty or not a mapping of keys; restore it with `git checkout {path}`")
+        raise UserError(
+            f"{path} is empty or not a mapping of keys; restore it with `git checkout {path}`"
+        )
     check_known_keys(params, KNOWN_KEYS, path)
     return params
 
@@ -95,7 +127,9 @@ def check_known_keys(params: dict, known: dict, path: Path, prefix: str = "") ->
         if key not in known:
             close = difflib.get_close_matches(str(key), [str(k) for k in known], n=1, cutoff=0.5)
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
-            raise UserError(f"{path}: unknown key '{name}'{hint}; nothing reads it: fix its name or remove it")
+            raise UserError(
+                f"{path}: unknown key '{name}'{hint}; nothing reads it: fix its name or remove it"
+            )
         allowed = known[key]
         if isinstance(allowed, set) and allowed and isinstance(value, dict):
             check_known_keys(value, dict.fromkeys(allowed, set()), path, f"{name}.")
@@ -104,7 +138,8 @@ def check_known_keys(params: dict, known: dict, path: Path, prefix: str = "") ->
 
 
 def get(params: dict, key: str, source: Path = PARAMS_FILE):
-    """params['a']['b'] for key 'a.b', with an error naming the file and the key when it is missing."""
+    """params['a']['b'] for key 'a.b', with an error naming the file and the key when it is
+    missing."""
     value = params
     for part in key.split("."):
         if not isinstance(value, dict) or part not in value:
@@ -124,8 +159,16 @@ def choice(params: dict, key: str, choices) -> str:
     return value
 
 
-def number(params: dict, key: str, low: float, high: float, integer=False, open_low=False, open_high=False,
-           source: Path = PARAMS_FILE):
+def number(
+    params: dict,
+    key: str,
+    low: float,
+    high: float,
+    integer=False,
+    open_low=False,
+    open_high=False,
+    source: Path = PARAMS_FILE,
+):
     value = get(params, key, source)
     interval = f"{'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
     allowed = f"{'an integer' if integer else 'a number'} in {interval}"
@@ -147,16 +190,23 @@ def check_data(params: dict) -> None:
     number(params, "data.val_fraction", 0, 1, open_low=True, open_high=True)
     raw = Path(get(params, "data.raw"))
     if not raw.exists():
-        raise UserError(f"params.yaml: 'data.raw' is '{raw}', which does not exist; run `make data` (dvc pull) or "
-                         "`make download`, or point it at a tar archive or image folder laid out as "
-                         "train/<class>/* and test/<class>/*")
+        raise UserError(
+            f"params.yaml: 'data.raw' is '{raw}', which does not exist; run `make data` (dvc pull) "
+            "or "
+            "`make download`, or point it at a tar archive or image folder laid out as "
+            "train/<class>/* and test/<class>/*"
+        )
 
 
 def check_model(params: dict) -> None:
     arch = choice(params, "model.arch", ARCHS)
     widths = get(params, f"model.{arch}.widths")
     count = 3 if arch == "fast_cnn" else 2
-    ok = isinstance(widths, list) and len(widths) == count and all(isinstance(w, int) and w > 0 for w in widths)
+    ok = (
+        isinstance(widths, list)
+        and len(widths) == count
+        and all(isinstance(w, int) and w > 0 for w in widths)
+    )
     require(ok, f"model.{arch}.widths", f"a list of {count} positive integers", widths)
     number(params, f"model.{arch}.dropout", 0, 1, open_high=True)
     if arch == "fast_cnn":
@@ -170,7 +220,8 @@ def check_model(params: dict) -> None:
 
 
 def check_optimizer(params: dict) -> None:
-    """The chosen optimizer, and the settings of every optimizer (a typo in one shows before it is chosen)."""
+    """The chosen optimizer, and the settings of every optimizer (a typo in one shows before it is
+    chosen)."""
     name = choice(params, "optimizer", list(OPTIMIZERS))
     get(params, f"optimizers.{name}")
     for section in get(params, "optimizers"):
@@ -183,13 +234,18 @@ def check_optimizer(params: dict) -> None:
 
 
 def check_settings(params: dict, key: str, optimizer_class: type, fixed: dict, extras: set) -> None:
-    """One optimizer's settings: keywords of its torch.optim class (but those we fix) or of ours, a positive lr."""
+    """One optimizer's settings: keywords of its torch.optim class (but those we fix) or of ours, a
+    positive lr."""
     settings = get(params, key)
     require(isinstance(settings, dict), key, "a mapping of keyword arguments", settings)
     accepted = set(inspect.signature(optimizer_class).parameters) - {"params"} - set(fixed) | extras
     for name in settings:
-        require(name in accepted, f"{key}.{name}",
-                 f"a keyword of {optimizer_class.__name__}: " + ", ".join(sorted(accepted)), name)
+        require(
+            name in accepted,
+            f"{key}.{name}",
+            f"a keyword of {optimizer_class.__name__}: " + ", ".join(sorted(accepted)),
+            name,
+        )
     number(params, f"{key}.lr", 0, 1e3, open_low=True)
     if "bias_lr_factor" in settings:
         number(params, f"{key}.bias_lr_factor", 0, 1e6, open_low=True)
@@ -217,9 +273,13 @@ def check_train(params: dict) -> None:
     boolean(params, "train.resume")
     processes = number(params, "train.processes", 1, 1024, integer=True)
     batch_size = get(params, "train.batch_size")
-    require(batch_size % processes == 0, "train.batch_size",
-            f"a multiple of train.processes ({processes}): each process takes an equal share of every batch",
-            batch_size)
+    require(
+        batch_size % processes == 0,
+        "train.batch_size",
+        f"a multiple of train.processes ({processes}): each process takes an equal share of every "
+        "batch",
+        batch_size,
+    )
     check_model(params)
     check_optimizer(params)
 

@@ -20,29 +20,35 @@ from classifier.errors import UserError
 from classifier.models import build_model, init_whitening
 from classifier.optim import Lookahead, build_optimizer, build_schedule
 
-WHITENING_IMAGES = 5000  # the whitening conv is set from the 2x2 patches of this many training images
+WHITENING_IMAGES = (
+    5000  # the whitening conv is set from the 2x2 patches of this many training images
+)
 
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite: the learning rate is too high for this optimizer."""
 
 
-# ----------------------------------------------------------------------------- a run
+# ------------------------------------------------------------ a run
+
 
 @dataclass
 class Run:
-    """One training run: the training images on the device, the model and what trains it, and the generator
-    that orders and augments the images."""
+    """One training run: the training images on the device, the model and what trains it, and the
+    generator that orders and augments the images."""
+
     params: dict
     device: torch.device
     precision: str
     images: torch.Tensor  # uint8 (N, H, W, C): batches are cut and augmented on the device
     labels: torch.Tensor
-    mean: torch.Tensor  # per-channel mean and std of the images, (1, C, 1, 1), kept in the checkpoint
+    # per-channel mean and std of the images, (1, C, 1, 1), kept in the checkpoint
+    mean: torch.Tensor
     std: torch.Tensor
     flip_bits: torch.Tensor  # each image's orientation in even epochs (train.flip: alternating)
     model: nn.Module
-    net: nn.Module  # what trains: the model, or its DistributedDataParallel wrapper in a distributed run
+    # what trains: the model, or its DistributedDataParallel wrapper in a distributed run
+    net: nn.Module
     optimizer: torch.optim.Optimizer
     schedule: torch.optim.lr_scheduler.LambdaLR
     lookahead: Lookahead
@@ -58,34 +64,49 @@ class Run:
 
 
 def check_fits(params: dict, images: np.ndarray, class_names: list[str]) -> None:
-    """Params that are valid alone but not with this data: a batch larger than the split, a model too deep."""
+    """Params that are valid alone but not with this data: a batch larger than the split, a model
+    too deep."""
     batch_size, arch = params["train"]["batch_size"], params["model"]["arch"]
     if batch_size > len(images):
-        raise UserError(f"params.yaml: 'train.batch_size' is {batch_size}, more than the {len(images)} training "
-                        f"images; use at most {len(images)} (or more data)")
+        raise UserError(
+            f"params.yaml: 'train.batch_size' is {batch_size}, more than the {len(images)} "
+            "training "
+            f"images; use at most {len(images)} (or more data)"
+        )
     side = images.shape[1]
-    with torch.random.fork_rng(devices=[]), torch.no_grad():  # a trial model must not move the seeded generators
+    # a trial model must not move the seeded generators
+    with (
+        torch.random.fork_rng(devices=[]),
+        torch.no_grad(),
+    ):
         model = build_model(params["model"], len(class_names), side).eval()
         pools = sum(isinstance(module, nn.MaxPool2d) for module in model.modules())
         too_deep = f"params.yaml: model.arch '{arch}' halves the image {pools} times, too often for"
         try:
             model(torch.zeros(1, 3, side, side))
         except RuntimeError:
-            raise UserError(f"{too_deep} {side}x{side} images; use larger images or model.arch seed_cnn with fewer "
-                            "widths") from None
+            raise UserError(
+                f"{too_deep} {side}x{side} images; use larger images or model.arch seed_cnn with "
+                "fewer "
+                "widths"
+            ) from None
         if low_res_epochs(params):
             low = low_res_side(params, side)
             try:
                 model(torch.zeros(1, 3, low, low))
             except RuntimeError:
-                raise UserError(f"{too_deep} the {low}x{low} images of the first epochs; raise "
-                                "'train.low_res_scale' or set 'train.low_res_fraction' to 0") from None
+                raise UserError(
+                    f"{too_deep} the {low}x{low} images of the first epochs; raise "
+                    "'train.low_res_scale' or set 'train.low_res_fraction' to 0"
+                ) from None
 
 
 def start_run(params: dict, images: np.ndarray, labels: np.ndarray, class_names: list[str]) -> Run:
-    """Seeds, device, normalisation, the model (its whitening conv set from the data), optimizer and schedule.
+    """Seeds, device, normalisation, the model (its whitening conv set from the data), optimizer and
+    schedule.
 
-    In a distributed run (train.processes > 1) every process sets up the same run, and seeds its own dropout.
+    In a distributed run (train.processes > 1) every process sets up the same run, and seeds its own
+    dropout.
     """
     train_params = params["train"]
     device = setup_torch(params["seed"] + distributed.rank(), params["compute"]["device"])
@@ -100,31 +121,53 @@ def start_run(params: dict, images: np.ndarray, labels: np.ndarray, class_names:
     optimizer = build_optimizer(params["optimizer"], params["optimizers"], model)
     total_steps = train_params["epochs"] * max(1, len(images) // train_params["batch_size"])
     schedule = build_schedule(optimizer, train_params, total_steps)
-    lookahead = Lookahead(model, train_params["lookahead_every"], train_params["lookahead_decay"], total_steps)
+    lookahead = Lookahead(
+        model, train_params["lookahead_every"], train_params["lookahead_decay"], total_steps
+    )
     generator = torch.Generator().manual_seed(params["seed"])
     flip_bits = torch.rand(len(images), generator=generator) < 0.5
-    return Run(params, device, resolve_precision(params["compute"]["precision"], device), images, labels, mean,
-               std, flip_bits, model, wrapped(model, device), optimizer, schedule, lookahead, generator)
+    return Run(
+        params,
+        device,
+        resolve_precision(params["compute"]["precision"], device),
+        images,
+        labels,
+        mean,
+        std,
+        flip_bits,
+        model,
+        wrapped(model, device),
+        optimizer,
+        schedule,
+        lookahead,
+        generator,
+    )
 
 
 def wrapped(model: nn.Module, device: torch.device) -> nn.Module:
-    """The model for a distributed run: DistributedDataParallel averages the gradients of the processes after
-    every backward pass. Batch norm keeps its statistics per process (each normalises its own share of the
-    batch, as on one process; no SyncBatchNorm, which would cost a collective per layer and step), and DDP
-    gives every process rank 0's running statistics before each forward pass, so the saved model has them.
-    find_unused_parameters: the whitening conv's bias stops training after train.whiten_bias_epochs."""
+    """The model for a distributed run: DistributedDataParallel averages the gradients of the
+    processes after every backward pass. Batch norm keeps its statistics per process (each
+    normalises its own share of the batch, as on one process; no SyncBatchNorm, which would cost a
+    collective per layer and step), and DDP gives every process rank 0's running statistics before
+    each forward pass, so the saved model has them. find_unused_parameters: the whitening conv's
+    bias stops training after train.whiten_bias_epochs."""
     if distributed.world_size() == 1:
         return model
-    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                   find_unused_parameters=True)
+    return DistributedDataParallel(
+        model,
+        device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=True,
+    )
 
 
 def train_one_epoch(run: Run, epoch: int, steps: int | None = None) -> tuple[float, float, float]:
-    """Epoch `epoch` (from 0) of the run, or its first `steps` batches: train loss and accuracy, and the FLOPs.
+    """Epoch `epoch` (from 0) of the run, or its first `steps` batches: train loss and accuracy, and
+    the FLOPs.
 
-    The whitening conv's bias trains for the first train.whiten_bias_epochs only: frozen, it saves the first
-    block's input gradient. After the last epoch the weights move to lookahead's average. In a distributed run
-    every process cuts the same batches and trains on its share of each; loss and accuracy are over all shares.
+    The whitening conv's bias trains for the first train.whiten_bias_epochs only: frozen, it saves
+    the first block's input gradient. After the last epoch the weights move to lookahead's average.
+    In a distributed run every process cuts the same batches and trains on its share of each; loss
+    and accuracy are over all shares.
     """
     train_params, batch_size = run.params["train"], run.params["train"]["batch_size"]
     if hasattr(run.model, "whiten"):
@@ -133,20 +176,40 @@ def train_one_epoch(run: Run, epoch: int, steps: int | None = None) -> tuple[flo
     scale = epoch_scale(run.params, epoch)
     sample = scale_down(to_input(run.images[:2], run.mean, run.std, run.device), scale)
     flops = training_flops_per_image(run.model, sample) * steps * batch_size
-    batches = training_batches(run.images, run.labels, run.mean, run.std, train_params, run.device, run.generator,
-                               epoch, run.flip_bits, scale)
+    batches = training_batches(
+        run.images,
+        run.labels,
+        run.mean,
+        run.std,
+        train_params,
+        run.device,
+        run.generator,
+        epoch,
+        run.flip_bits,
+        scale,
+    )
     batches = share(itertools.islice(batches, steps))
-    progress = tqdm(batches, total=steps, desc=f"epoch {epoch + 1}/{train_params['epochs']}", leave=False,
-                    mininterval=1.0, disable=not distributed.is_main())
+    progress = tqdm(
+        batches,
+        total=steps,
+        desc=f"epoch {epoch + 1}/{train_params['epochs']}",
+        leave=False,
+        mininterval=1.0,
+        disable=not distributed.is_main(),
+    )
     run.net.train()
     total_loss = total_correct = total_seen = 0.0
     for step, (x, y) in enumerate(progress, start=1):
         with autocast(run.device, run.precision):
             logits = run.net(x).float()
         loss = F.cross_entropy(logits, y, label_smoothing=train_params["label_smoothing"])
-        if not (torch.isfinite(loss) if distributed.world_size() == 1 else distributed.all_finite(loss)):
-            raise TrainingDiverged(f"training diverged (loss {loss.item()}) at step {step} of epoch {epoch + 1}/"
-                                   f"{train_params['epochs']}; lower the optimizer's lr in params.yaml")
+        if not (
+            torch.isfinite(loss) if distributed.world_size() == 1 else distributed.all_finite(loss)
+        ):
+            raise TrainingDiverged(
+                f"training diverged (loss {loss.item()}) at step {step} of epoch {epoch + 1}/"
+                f"{train_params['epochs']}; lower the optimizer's lr in params.yaml"
+            )
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         run.optimizer.step()
@@ -156,17 +219,22 @@ def train_one_epoch(run: Run, epoch: int, steps: int | None = None) -> tuple[flo
             total_loss += F.cross_entropy(logits, y, reduction="sum").item()
             total_correct += (logits.argmax(1) == y).sum().item()
             total_seen += len(y)
-        progress.set_postfix(loss=f"{total_loss / total_seen:.3f}", acc=f"{total_correct / total_seen:.3f}",
-                             refresh=False)
+        progress.set_postfix(
+            loss=f"{total_loss / total_seen:.3f}",
+            acc=f"{total_correct / total_seen:.3f}",
+            refresh=False,
+        )
     if epoch == train_params["epochs"] - 1:
         run.lookahead.finish()
-    total_loss, total_correct, total_seen = distributed.sum_across([total_loss, total_correct, total_seen])
+    total_loss, total_correct, total_seen = distributed.sum_across(
+        [total_loss, total_correct, total_seen]
+    )
     return total_loss / total_seen, total_correct / total_seen, flops
 
 
 def low_res_epochs(params: dict) -> int:
-    """How many of the first epochs train on smaller images: train.low_res_fraction of them, rounded (fast_cnn
-    only: seed_cnn's dense layer takes one image size)."""
+    """How many of the first epochs train on smaller images: train.low_res_fraction of them, rounded
+    (fast_cnn only: seed_cnn's dense layer takes one image size)."""
     if params["model"]["arch"] != "fast_cnn":
         return 0
     return round(params["train"]["epochs"] * params["train"]["low_res_fraction"])
@@ -183,18 +251,20 @@ def epoch_scale(params: dict, epoch: int) -> float:
 
 
 def share(batches):
-    """This process's rows of every batch: all of them, or one contiguous part in a distributed run."""
+    """This process's rows of every batch: all of them, or one contiguous part in a distributed
+    run."""
     world, rank = distributed.world_size(), distributed.rank()
     for x, y in batches:
         size = len(x) // world
-        yield x[rank * size:(rank + 1) * size], y[rank * size:(rank + 1) * size]
+        yield x[rank * size : (rank + 1) * size], y[rank * size : (rank + 1) * size]
 
 
 def training_flops_per_image(model: nn.Module, sample: torch.Tensor) -> float:
-    """Forward plus backward FLOPs per image, counted by PyTorch's FLOP counter on a copy of the model.
+    """Forward plus backward FLOPs per image, counted by PyTorch's FLOP counter on a copy of the
+    model.
 
-    Only the gradients that training needs are counted: with the whitening bias frozen, the first block's
-    input needs none, and its conv skips that part of the backward pass.
+    Only the gradients that training needs are counted: with the whitening bias frozen, the first
+    block's input needs none, and its conv skips that part of the backward pass.
     """
     model = copy.deepcopy(model).train()
     with FlopCounterMode(display=False) as counter:

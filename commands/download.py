@@ -1,11 +1,12 @@
-"""Fetch the official CIFAR-10 release and write it as the archive the pipeline reads, for users without the remote.
+"""Fetch the official CIFAR-10 release and write it as the archive the pipeline reads, for users
+without the remote.
 
     python -m commands.download [--out data/raw/cifar10.tar]
 
-torchvision downloads the release; its md5 is checked again before anything is unpacked (the release holds
-pickles, so only the known file may be read), and unpacking refuses members that would land outside the
-temporary folder. The images are written as PNG (lossless) into one uncompressed tar archive laid out as
-cifar10/train/<class>/NNNN.png and cifar10/test/<class>/NNNN.png.
+torchvision downloads the release; its md5 is checked again before anything is unpacked (the release
+holds pickles, so only the known file may be read), and unpacking refuses members that would land
+outside the temporary folder. The images are written as PNG (lossless) into one uncompressed tar
+archive laid out as cifar10/train/<class>/NNNN.png and cifar10/test/<class>/NNNN.png.
 """
 
 import argparse
@@ -45,9 +46,12 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 
 def write_archive(batches_dir: Path, archive: Path) -> None:
-    """The official batches as PNG files in an uncompressed tar archive (member times 0, so it is reproducible)."""
+    """The official batches as PNG files in an uncompressed tar archive (member times 0, so it is
+    reproducible)."""
     with open(batches_dir / "batches.meta", "rb") as file:
-        class_names = [name.decode() for name in pickle.load(file, encoding="bytes")[b"label_names"]]
+        class_names = [
+            name.decode() for name in pickle.load(file, encoding="bytes")[b"label_names"]
+        ]
     with tarfile.open(archive, "w", format=tarfile.PAX_FORMAT) as tar:
         for split, names in BATCHES.items():
             images, labels = read_batches(batches_dir, names)
@@ -71,18 +75,22 @@ def check_md5(path: Path, expected: str) -> None:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     if digest.hexdigest() != expected:
-        raise ChecksumError(f"{path} has md5 {digest.hexdigest()}, not the published {expected}: the download is "
-                            "corrupt or not the CIFAR-10 release; delete it and download again")
+        raise ChecksumError(
+            f"{path} has md5 {digest.hexdigest()}, not the published {expected}: the download is "
+            "corrupt or not the CIFAR-10 release; delete it and download again"
+        )
 
 
 def convert_release(release: Path, archive: Path, md5: str = MD5) -> None:
-    """Check, unpack cifar-10-python.tar.gz and write its images to archive, which appears only when complete."""
+    """Check, unpack cifar-10-python.tar.gz and write its images to archive, which appears only when
+    complete."""
     if archive.exists():
         raise FileExistsError(f"{archive} already exists; remove it first to replace it")
     check_md5(release, md5)
     with tempfile.TemporaryDirectory(dir=archive.parent) as tmp:
         with tarfile.open(release) as tar:
-            tar.extractall(tmp, filter="data")  # the data filter refuses members that would land outside tmp
+            # the data filter refuses members that would land outside tmp
+            tar.extractall(tmp, filter="data")
         partial = Path(tmp) / archive.name
         write_archive(Path(tmp) / "cifar-10-batches-py", partial)
         os.replace(partial, archive)
@@ -91,7 +99,9 @@ def convert_release(release: Path, archive: Path, md5: str = MD5) -> None:
 def main() -> None:
     from torchvision.datasets.utils import download_url
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=Path("data/raw/cifar10.tar"))
     archive = parser.parse_args().out
     archive.parent.mkdir(parents=True, exist_ok=True)
@@ -100,8 +110,11 @@ def main() -> None:
             download_url(URL, tmp, md5=MD5)
             convert_release(Path(tmp) / Path(URL).name, archive)
     except (OSError, RuntimeError) as error:
-        raise UserError(f"could not fetch CIFAR-10 from {URL} ({error}); check your internet connection, or get "
-                        "the data with `make data` (dvc pull)") from None
+        raise UserError(
+            f"could not fetch CIFAR-10 from {URL} ({error}); check your internet connection, or "
+            "get "
+            "the data with `make data` (dvc pull)"
+        ) from None
     print(f"wrote {archive}; record it with `dvc add {archive}` before `dvc repro`")
 
 

@@ -1,4 +1,5 @@
-"""Running git and dvc from Python, for the experiment drivers, the review, the benchmark and the tests."""
+"""Running git and dvc from Python, for the experiment drivers, the review, the benchmark and the
+tests."""
 
 import subprocess
 import sys
@@ -7,12 +8,16 @@ from pathlib import Path
 from classifier.errors import UserError
 
 
-def run_command(args: list[str], cwd: Path | str | None = None, env: dict | None = None,
-                check: bool = True) -> subprocess.CompletedProcess:
-    """Run a command, its output captured; a failure, when check, is a UserError that ends with its stderr."""
+def run_command(
+    args: list[str], cwd: Path | str | None = None, env: dict | None = None, check: bool = True
+) -> subprocess.CompletedProcess:
+    """Run a command, its output captured; a failure, when check, is a UserError that ends with its
+    stderr."""
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
     if check and result.returncode != 0:
-        raise UserError(f"`{' '.join(args)}` failed: {(result.stderr or result.stdout).strip()[-1000:]}")
+        raise UserError(
+            f"`{' '.join(args)}` failed: {(result.stderr or result.stdout).strip()[-1000:]}"
+        )
     return result
 
 
@@ -26,8 +31,8 @@ def git(*args: str, **kwargs) -> subprocess.CompletedProcess:
 
 
 def read_at(rev: str, path: Path | str) -> str:
-    """A Git-tracked file as it is in the workspace (rev "workspace"), a Git revision or a DVC experiment;
-    "" where it does not exist."""
+    """A Git-tracked file as it is in the workspace (rev "workspace"), a Git revision or a DVC
+    experiment; "" where it does not exist."""
     if rev == "workspace":
         return Path(path).read_text() if Path(path).exists() else ""
     shown = git("show", f"{rev}:{path}", check=False)

@@ -1,9 +1,10 @@
 """Stage train: build the model and optimizer from params, train, validate after every epoch.
 
-Outputs: models/model.pt, metrics/train/metrics.json (written by DVCLive after every epoch, so `dvc exp show`
-shows a running experiment's progress), plots/train/history.csv (also rewritten every epoch, for live plots),
-metrics/timing.json. After every epoch the whole training state goes to checkpoints/train.pt (not an output);
-with `train.resume: true` an interrupted run continues from there and ends with the same weights, bit for bit.
+Outputs: models/model.pt, metrics/train/metrics.json (written by DVCLive after every epoch, so `dvc
+exp show` shows a running experiment's progress), plots/train/history.csv (also rewritten every
+epoch, for live plots), metrics/timing.json. After every epoch the whole training state goes to
+checkpoints/train.pt (not an output); with `train.resume: true` an interrupted run continues from
+there and ends with the same weights, bit for bit.
 """
 
 import sys
@@ -18,16 +19,31 @@ from classifier.data import load_split
 from classifier.fit import DISAGREEMENT_ADVICE, disagreement
 from classifier.evaluation import loss_and_accuracy, predict_logits
 from classifier.models import save_checkpoint
-from classifier.files import HISTORY_CSV, LIVE_DIR, MODEL_FILE, RESUME_FILE, TIMING_METRICS, TRAIN_METRICS
+from classifier.files import (
+    HISTORY_CSV,
+    LIVE_DIR,
+    MODEL_FILE,
+    RESUME_FILE,
+    TIMING_METRICS,
+    TRAIN_METRICS,
+)
 from classifier.files import write_csv, write_json
 from classifier.params import check_train, load_params
 from classifier.resume import fingerprint, load_state, restore, rng_state, save_state
-from classifier.training import (Run, check_fits, epoch_scale, low_res_epochs, low_res_side, start_run,
-                                 train_one_epoch)
+from classifier.training import (
+    Run,
+    check_fits,
+    epoch_scale,
+    low_res_epochs,
+    low_res_side,
+    start_run,
+    train_one_epoch,
+)
 
 
 def log_epoch(live: Live | None, history: list[dict], train_flops: float) -> None:
-    """The headline training metrics so far; DVCLive rewrites metrics/train/metrics.json with them."""
+    """The headline training metrics so far; DVCLive rewrites metrics/train/metrics.json with
+    them."""
     if live is None:  # not the process that writes
         return
     last = history[-1]
@@ -39,41 +55,68 @@ def log_epoch(live: Live | None, history: list[dict], train_flops: float) -> Non
     live.next_step()
 
 
-def train(run: Run, val_split: tuple, live: Live | None, key: str, history: list[dict],
-                 train_flops: float) -> None:
-    """Train the epochs left; after each, validate (on every val_stride-th image, but all after the last epoch,
-    at the size of the images it trained on), log, save the whole state (one process of several), and warn
-    once when validation disagrees with training as over-fitting never does."""
-    val_images, val_labels = torch.from_numpy(val_split[0]).to(run.device), torch.from_numpy(val_split[1])
+def train(
+    run: Run, val_split: tuple, live: Live | None, key: str, history: list[dict], train_flops: float
+) -> None:
+    """Train the epochs left; after each, validate (on every val_stride-th image, but all after the
+    last epoch, at the size of the images it trained on), log, save the whole state (one process of
+    several), and warn once when validation disagrees with training as over-fitting never does."""
+    val_images, val_labels = (
+        torch.from_numpy(val_split[0]).to(run.device),
+        torch.from_numpy(val_split[1]),
+    )
     epochs, started = run.params["train"]["epochs"], time.perf_counter()
     warned = False
     for epoch in range(len(history), epochs):
         lr = run.optimizer.param_groups[0]["lr"]
         train_loss, train_acc, flops = train_one_epoch(run, epoch)
         train_flops += flops
-        rng_states = distributed.gather(rng_state(run.device))  # every process's dropout generators, for resume
+        # every process's dropout generators, for resume
+        rng_states = distributed.gather(rng_state(run.device))
         if not distributed.is_main():
             continue
         stride = 1 if epoch == epochs - 1 else run.params["train"]["val_stride"]
-        val_logits = predict_logits(run.model, val_images[::stride], run.mean, run.std, run.device,
-                                    run.params["train"]["batch_size"], run.precision,
-                                    scale=epoch_scale(run.params, epoch))
+        val_logits = predict_logits(
+            run.model,
+            val_images[::stride],
+            run.mean,
+            run.std,
+            run.device,
+            run.params["train"]["batch_size"],
+            run.precision,
+            scale=epoch_scale(run.params, epoch),
+        )
         val_loss, val_acc = loss_and_accuracy(val_logits, val_labels[::stride])
-        history.append({"epoch": epoch + 1, "train_loss": round(train_loss, 5), "train_acc": round(train_acc, 5),
-                        "val_loss": round(val_loss, 5), "val_acc": round(val_acc, 5), "lr": round(lr, 6)})
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": round(train_loss, 5),
+                "train_acc": round(train_acc, 5),
+                "val_loss": round(val_loss, 5),
+                "val_acc": round(val_acc, 5),
+                "lr": round(lr, 6),
+            }
+        )
         write_csv(HISTORY_CSV, history)
         log_epoch(live, history, train_flops)
         save_state(run, epoch + 1, history, train_flops, key, rng_states)
-        print(f"epoch {epoch + 1:3d}/{epochs}  train loss {train_loss:.4f} acc {train_acc:.4f}  "
-              f"val loss {val_loss:.4f} acc {val_acc:.4f}  ({time.perf_counter() - started:.0f} s)", flush=True)
+        print(
+            f"epoch {epoch + 1:3d}/{epochs}  train loss {train_loss:.4f} acc {train_acc:.4f}  "
+            f"val loss {val_loss:.4f} acc {val_acc:.4f}  ({time.perf_counter() - started:.0f} s)",
+            flush=True,
+        )
         why = disagreement(history, len(val_split[2]))
         if why and not warned:
-            print(f"warning: evaluation disagrees with training: {why}; {DISAGREEMENT_ADVICE}", flush=True)
+            print(
+                f"warning: evaluation disagrees with training: {why}; {DISAGREEMENT_ADVICE}",
+                flush=True,
+            )
             warned = True
 
 
 def resumed(run: Run, key: str, live: Live | None) -> tuple[list[dict], float]:
-    """The history and compute of the epochs an interrupted run finished, the run put back where it stopped."""
+    """The history and compute of the epochs an interrupted run finished, the run put back where it
+    stopped."""
     state = load_state(key)
     if not state:
         return [], 0.0
@@ -86,8 +129,12 @@ def resumed(run: Run, key: str, live: Live | None) -> tuple[list[dict], float]:
 
 def timing(run: Run, seconds: float, epochs_trained: int) -> dict:
     images = epochs_trained * run.steps_per_epoch * run.params["train"]["batch_size"]
-    return {"train_seconds": round(seconds, 1), "images_per_second": round(images / seconds, 1),
-            "precision": run.precision, "device": run.device.type}
+    return {
+        "train_seconds": round(seconds, 1),
+        "images_per_second": round(images / seconds, 1),
+        "precision": run.precision,
+        "device": run.device.type,
+    }
 
 
 def main() -> None:
@@ -97,27 +144,48 @@ def main() -> None:
     check_fits(params, train_split[0], train_split[2])
     if params["train"]["processes"] > 1 and not distributed.launched():
         sys.exit(distributed.launch(params["train"]["processes"], "stages.train"))
-    # dvcyaml=None: dvc.yaml is ours and already declares these files; no report, no experiment of its own
-    live = Live(str(LIVE_DIR), dvcyaml=None, save_dvc_exp=False, report=None) if distributed.is_main() else None
+    # dvcyaml=None: dvc.yaml is ours and already declares these files; no report, no experiment of
+    # its own
+    live = (
+        Live(str(LIVE_DIR), dvcyaml=None, save_dvc_exp=False, report=None)
+        if distributed.is_main()
+        else None
+    )
     try:
         run = start_run(params, *train_split)
         if distributed.is_main():
-            processes = f", {distributed.world_size()} processes" if distributed.world_size() > 1 else ""
+            processes = (
+                f", {distributed.world_size()} processes" if distributed.world_size() > 1 else ""
+            )
             low = low_res_side(params, train_split[0].shape[1])
-            low_res = f", the first {low_res_epochs(params)} at {low}x{low} pixels" if low_res_epochs(params) else ""
-            print(f"training {params['model']['arch']} with {params['optimizer']} on {run.device} in "
-                  f"{run.precision} ({len(train_split[0])} train / {len(val_split[0])} val images, "
-                  f"{params['train']['epochs']} epochs{low_res}{processes})", flush=True)
+            low_res = (
+                f", the first {low_res_epochs(params)} at {low}x{low} pixels"
+                if low_res_epochs(params)
+                else ""
+            )
+            print(
+                f"training {params['model']['arch']} with {params['optimizer']} on {run.device} in "
+                f"{run.precision} ({len(train_split[0])} train / {len(val_split[0])} val images, "
+                f"{params['train']['epochs']} epochs{low_res}{processes})",
+                flush=True,
+            )
         key = fingerprint(params, [train_split, val_split])
         history, train_flops = resumed(run, key, live) if params["train"]["resume"] else ([], 0.0)
         first_epoch, started = len(history), time.perf_counter()
         train(run, val_split, live, key, history, train_flops)
         seconds = time.perf_counter() - started
         if distributed.is_main():
-            save_checkpoint(MODEL_FILE, run.model.cpu(), params["model"], train_split[2], *run.stats,
-                            train_split[0].shape[1])
+            save_checkpoint(
+                MODEL_FILE,
+                run.model.cpu(),
+                params["model"],
+                train_split[2],
+                *run.stats,
+                train_split[0].shape[1],
+            )
             RESUME_FILE.unlink(missing_ok=True)  # the model is saved; nothing is left to resume
-    except BaseException:  # a failed or interrupted run leaves no partial history behind (kill -9 aside)
+    # a failed or interrupted run leaves no partial history behind (kill -9 aside)
+    except BaseException:
         if distributed.is_main():
             for path in (TRAIN_METRICS, HISTORY_CSV):
                 path.unlink(missing_ok=True)

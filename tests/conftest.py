@@ -28,18 +28,26 @@ CLASSES = ["circle", "cross", "square"]
 
 
 def copy_code(dest: Path) -> Path:
-    """The code folders and the pipeline's files, copied into dest (which may exist); not params, data or results."""
+    """The code folders and the pipeline's files, copied into dest (which may exist); not params,
+    data or results."""
     for folder in CODE_FOLDERS:
-        shutil.copytree(REPO / folder, dest / folder, ignore=shutil.ignore_patterns("__pycache__"),
-                        dirs_exist_ok=True)
+        shutil.copytree(
+            REPO / folder,
+            dest / folder,
+            ignore=shutil.ignore_patterns("__pycache__"),
+            dirs_exist_ok=True,
+        )
     for name in PIPELINE_FILES:
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / name, dest / name)
     return dest
 
 
-def make_image_folder(root: Path, per_class: dict, size: int = 16, seed: int = 0, suffix: str = ".png") -> Path:
-    """root/<split>/<class>/NNNN.png: each class a colour and a noisy pattern, so a CNN can learn them."""
+def make_image_folder(
+    root: Path, per_class: dict, size: int = 16, seed: int = 0, suffix: str = ".png"
+) -> Path:
+    """root/<split>/<class>/NNNN.png: each class a colour and a noisy pattern, so a CNN can learn
+    them."""
     rng = np.random.default_rng(seed)
     for split, count in per_class.items():
         for label, name in enumerate(CLASSES):
@@ -49,23 +57,34 @@ def make_image_folder(root: Path, per_class: dict, size: int = 16, seed: int = 0
                 image = rng.integers(0, 60, (size, size, 3))
                 image[..., label] += 150
                 image[label::3, :, :] += 40
-                Image.fromarray(image.clip(0, 255).astype(np.uint8)).save(class_dir / f"{i:04d}{suffix}")
+                Image.fromarray(image.clip(0, 255).astype(np.uint8)).save(
+                    class_dir / f"{i:04d}{suffix}"
+                )
     return root
 
 
 def make_digits_folder(root: Path, colour: bool, per_class: dict, side: int = 16) -> Path:
-    """root/<split>/<digit>/NNNN.png from scikit-learn's handwritten digits (8x8, grayscale), scaled up to side
-    pixels: grayscale PNGs, or each image tinted with a random colour. Real images, no download."""
+    """root/<split>/<digit>/NNNN.png from scikit-learn's handwritten digits (8x8, grayscale), scaled
+    up to side pixels: grayscale PNGs, or each image tinted with a random colour. Real images, no
+    download."""
     digits = load_digits()
     rng = np.random.default_rng(0)
     counts = dict.fromkeys(range(10), 0)
     for image, label in zip(digits.images, digits.target):
-        split = next((name for name, end in zip(per_class, np.cumsum(list(per_class.values())))
-                      if counts[label] < end), None)
+        split = next(
+            (
+                name
+                for name, end in zip(per_class, np.cumsum(list(per_class.values())))
+                if counts[label] < end
+            ),
+            None,
+        )
         counts[label] += 1
         if split is None:
             continue
-        pixels = Image.fromarray((image * 255 / 16).astype(np.uint8)).resize((side, side), Image.BILINEAR)
+        pixels = Image.fromarray((image * 255 / 16).astype(np.uint8)).resize(
+            (side, side), Image.BILINEAR
+        )
         pixels = np.asarray(pixels)
         if colour:
             pixels = (pixels[..., None] * rng.uniform(0.3, 1, 3)).astype(np.uint8)
@@ -76,20 +95,23 @@ def make_digits_folder(root: Path, colour: bool, per_class: dict, side: int = 16
 
 
 def make_archive(folder: Path, archive: Path) -> Path:
-    """folder packed as archive, under a top folder named like the archive: the layout of cifar10.tar."""
+    """folder packed as archive, under a top folder named like the archive: the layout of
+    cifar10.tar."""
     with tarfile.open(archive, "w") as tar:
         tar.add(folder, arcname=archive.stem)
     return archive
 
 
-# The precision every test trains in, never `auto`: what auto picks depends on the CPU (bf16 where it has
-# AVX512-BF16 or AMX), and floating-point outcomes with it. `make test PRECISION=bf16` runs the suite in bf16,
-# which every x86 CPU runs (emulated, and slower, where it lacks the instructions).
+# The precision every test trains in, never `auto`: what auto picks depends on the CPU (bf16 where
+# it has AVX512-BF16 or AMX), and floating-point outcomes with it. `make test PRECISION=bf16` runs
+# the suite in bf16, which every x86 CPU runs (emulated, and slower, where it lacks the
+# instructions).
 PRECISION = os.environ.get("TEST_PRECISION", "fp32")
 
 
 def tiny_params(raw: str = "data/raw/cifar10") -> dict:
-    """The repository's params.yaml, shrunk: small model, two epochs, small batches, CPU, a pinned precision."""
+    """The repository's params.yaml, shrunk: small model, two epochs, small batches, CPU, a pinned
+    precision."""
     params = load_params(REPO / "params.yaml")
     params["data"]["raw"] = raw
     params["model"]["fast_cnn"]["widths"] = [8, 16, 16]
@@ -102,9 +124,10 @@ def tiny_params(raw: str = "data/raw/cifar10") -> dict:
 
 
 def diverging(params: dict, optimizer: str = "sgd", lr: float = 1000.0) -> dict:
-    """params whose training diverges in fp32 and bf16 alike, within a few steps: weight decay 100 at lr 1000
-    multiplies the weights by about -100,000 every step. (A large lr alone is not enough: lr 900 gave NaN in
-    fp32 and trained on in bf16, its dead ReLUs keeping the loss finite.) At lr 0.001 the same decay trains."""
+    """params whose training diverges in fp32 and bf16 alike, within a few steps: weight decay 100
+    at lr 1000 multiplies the weights by about -100,000 every step. (A large lr alone is not enough:
+    lr 900 gave NaN in fp32 and trained on in bf16, its dead ReLUs keeping the loss finite.) At lr
+    0.001 the same decay trains."""
     params["optimizer"] = optimizer
     params["optimizers"][optimizer] = {"lr": lr, "weight_decay": 100.0}
     return params
@@ -116,13 +139,15 @@ def write_params(directory: Path, params: dict) -> None:
 
 @pytest.fixture(scope="session")
 def image_folder(tmp_path_factory) -> Path:
-    """A tiny labelled image folder: 3 classes, 40 training and 10 test images each, 16x16 pixels."""
+    """A tiny labelled image folder: 3 classes, 40 training and 10 test images each, 16x16
+    pixels."""
     return make_image_folder(tmp_path_factory.mktemp("raw") / "cifar10", {"train": 40, "test": 10})
 
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch, image_folder) -> Path:
-    """A working directory laid out like the repository, with tiny data and params; stages run in it."""
+    """A working directory laid out like the repository, with tiny data and params; stages run in
+    it."""
     shutil.copytree(image_folder, tmp_path / "data/raw/cifar10")
     write_params(tmp_path, tiny_params())
     monkeypatch.chdir(tmp_path)
@@ -131,7 +156,8 @@ def workdir(tmp_path, monkeypatch, image_folder) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_once(tmp_path_factory, image_folder) -> Path:
-    """A working directory with the tiny data prepared, a model trained on it and evaluated; made once."""
+    """A working directory with the tiny data prepared, a model trained on it and evaluated; made
+    once."""
     root = tmp_path_factory.mktemp("trained")
     shutil.copytree(image_folder, root / "data/raw/cifar10")
     write_params(root, tiny_params())
@@ -166,12 +192,16 @@ def start_stage(workdir: Path, stage: str, **popen_args) -> subprocess.Popen:
 def start_python(workdir: Path, args: list[str], **popen_args) -> subprocess.Popen:
     popen_args.setdefault("stdout", subprocess.DEVNULL)
     popen_args.setdefault("stderr", subprocess.DEVNULL)
-    return subprocess.Popen([sys.executable, *args], cwd=workdir, env={**os.environ, "PYTHONPATH": str(REPO)},
-                            **popen_args)
+    return subprocess.Popen(
+        [sys.executable, *args],
+        cwd=workdir,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        **popen_args,
+    )
 
 
-# The train stage, stopped at the start of an epoch until a signal arrives: signal tests then hit a known point
-# of a run, whatever the load on the machine, instead of racing it.
+# The train stage, stopped at the start of an epoch until a signal arrives: signal tests then hit a
+# known point of a run, whatever the load on the machine, instead of racing it.
 PAUSED_TRAIN = """
 import sys, time
 from classifier.errors import run_main
@@ -192,23 +222,37 @@ run_main(train.main)
 def start_paused_train(workdir: Path, epoch: int, sigint_ignored: bool = False) -> subprocess.Popen:
     """The train stage in workdir, paused at the start of `epoch` (its checkpoint holds epoch - 1).
 
-    sigint_ignored: start it the way a non-interactive shell starts a background job, with SIGINT ignored.
+    sigint_ignored: start it the way a non-interactive shell starts a background job, with SIGINT
+    ignored.
     """
     ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
-    process = start_python(workdir, ["-c", PAUSED_TRAIN, str(epoch)], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, preexec_fn=ignore)
+    process = start_python(
+        workdir,
+        ["-c", PAUSED_TRAIN, str(epoch)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=ignore,
+    )
     for line in process.stdout:
         if line == "paused\n":
             return process
     raise AssertionError(f"training ended before epoch {epoch}: {process.communicate()[1][-2000:]}")
 
 
-# ----------------------------------------------------------------------------- a throwaway Git + DVC repository
+# ------------------------------------------------------------ a throwaway Git + DVC repository
 
-# The stages call `python`: this interpreter's environment comes first on PATH. Commits need an author.
-ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
-       "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com", "GIT_COMMITTER_NAME": "test",
-       "GIT_COMMITTER_EMAIL": "test@example.com"}
+# The stages call `python`: this interpreter's environment comes first on PATH. Commits need an
+# author.
+ENV = {
+    **os.environ,
+    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    "DVC_NO_ANALYTICS": "1",
+    "GIT_AUTHOR_NAME": "test",
+    "GIT_AUTHOR_EMAIL": "test@example.com",
+    "GIT_COMMITTER_NAME": "test",
+    "GIT_COMMITTER_EMAIL": "test@example.com",
+}
 
 
 def run(args: list[str], cwd: Path) -> str:

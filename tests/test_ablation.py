@@ -20,7 +20,9 @@ def test_a_misspelt_or_invalid_run_is_refused_before_any_training(params):
     with pytest.raises(UserError, match="'train.epoch' is missing"):
         check_ablation(params, ablation)
     ablation["runs"] = {"bad": {"train.flip": "sometimes"}}
-    with pytest.raises(UserError, match="'train.flip' is 'sometimes'; allowed: alternating | random | none"):
+    with pytest.raises(
+        UserError, match="'train.flip' is 'sometimes'; allowed: alternating | random | none"
+    ):
         check_ablation(params, ablation)
     with pytest.raises(UserError, match="ablation.yaml: 'runs' is"):
         check_ablation(params, {"reference": {}, "runs": ["gelu"]})
@@ -31,7 +33,10 @@ def test_ablation_runs_on_a_real_dvc_queue(tmp_path):
     params = tiny_params()
     params["train"].update(epochs=1, batch_size=8)
     repo = make_dvc_repo(tmp_path / "repo", params)
-    ablation = {"reference": {"train.whiten_bias_epochs": 0}, "runs": {"random-flip": {"train.flip": "random"}}}
+    ablation = {
+        "reference": {"train.whiten_bias_epochs": 0},
+        "runs": {"random-flip": {"train.flip": "random"}},
+    }
     (repo / "experiments/ablation.yaml").write_text(yaml.safe_dump(ablation))
     run(["git", "commit", "-q", "-am", "a tiny ablation"], repo)
     repro_and_commit(repo)
@@ -44,7 +49,7 @@ def test_ablation_runs_on_a_real_dvc_queue(tmp_path):
     for row in report["runs"]:
         assert row["status"] == "ok" and 0 <= row["test_acc"] <= 1 and row["train_pflop"] > 0
     assert [row["tta"] for row in report["tta"]] == ["mirror_translate", "mirror", "none"]
-    assert "| random-flip | `train.flip: \"random\"` |" in (repo / "reports/ablation.md").read_text()
+    assert '| random-flip | `train.flip: "random"` |' in (repo / "reports/ablation.md").read_text()
     logs = queue_logs(repo, ["ablate-reference", "ablate-random-flip"])
     assert all("Running stage 'train'" in log for log in logs.values())
     assert "ablate-random-flip" in dvc("exp", "show", "--no-pager", "--csv", cwd=repo)

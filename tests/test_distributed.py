@@ -1,4 +1,5 @@
-"""train.processes: 2 on the CPU: DistributedDataParallel over gloo, started by PyTorch's elastic launcher."""
+"""train.processes: 2 on the CPU: DistributedDataParallel over gloo, started by PyTorch's elastic
+launcher."""
 
 import json
 import os
@@ -12,11 +13,17 @@ from classifier.files import read_history
 from stages import prepare
 from tests.conftest import start_stage, write_params
 
-OUTPUTS = ["models/model.pt", "plots/train/history.csv", "metrics/train/metrics.json", "metrics/timing.json"]
+OUTPUTS = [
+    "models/model.pt",
+    "plots/train/history.csv",
+    "metrics/train/metrics.json",
+    "metrics/timing.json",
+]
 
 
 def train(workdir, params, seed=0, **train_params) -> list[dict]:
-    """The train stage as dvc repro runs it, with this seed and these train params; the history it wrote."""
+    """The train stage as dvc repro runs it, with this seed and these train params; the history it
+    wrote."""
     params["seed"] = seed
     params["train"].update(train_params)
     write_params(workdir, params)
@@ -32,7 +39,11 @@ def test_two_processes_write_what_one_writes_and_learn_as_well(workdir, params):
     for path in OUTPUTS:
         (workdir / path).unlink()
     two = train(workdir, params, epochs=3, seed=0, processes=2)
-    assert all((workdir / path).exists() for path in OUTPUTS) and [row["epoch"] for row in two] == [1, 2, 3]
+    assert all((workdir / path).exists() for path in OUTPUTS) and [row["epoch"] for row in two] == [
+        1,
+        2,
+        3,
+    ]
     assert json.loads((workdir / "metrics/timing.json").read_text())["images_per_second"] > 0
     quantum = 1 / 24  # one of the 24 validation images
     spread = max(max(one) - min(one), quantum)

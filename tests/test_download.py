@@ -12,7 +12,18 @@ from PIL import Image
 from classifier.data import decode_images, group_by_split, read_raw
 from commands.download import BATCHES, ChecksumError, convert_release
 
-CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+CLASS_NAMES = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+]
 
 
 def write_official_release(tmp_path, per_batch=4):
@@ -83,6 +94,9 @@ def test_release_members_outside_the_folder_are_refused(tmp_path):
 def test_a_release_with_the_wrong_checksum_is_not_unpacked(tmp_path):
     release, _ = write_official_release(tmp_path, per_batch=1)
     (tmp_path / "out").mkdir()
-    with pytest.raises(ChecksumError, match=r"cifar-10-python.tar.gz has md5 \w+, not the published c58f3"):
-        convert_release(release, tmp_path / "out/cifar10.tar")  # the published md5, which the fake lacks
+    with pytest.raises(
+        ChecksumError, match=r"cifar-10-python.tar.gz has md5 \w+, not the published c58f3"
+    ):
+        # the published md5, which the fake lacks
+        convert_release(release, tmp_path / "out/cifar10.tar")
     assert list((tmp_path / "out").iterdir()) == []

@@ -1,6 +1,7 @@
-"""The failure contract: bad input stops a stage with exit code 2 and one `error:` line that names the file or the
-params key and what to do, with no traceback, and leaves no output behind. Each stage runs as `dvc repro` runs it:
-`python -m stages.<name>` in a directory laid out like the repository."""
+"""The failure contract: bad input stops a stage with exit code 2 and one `error:` line that names
+the file or the params key and what to do, with no traceback, and leaves no output behind. Each
+stage runs as `dvc repro` runs it: `python -m stages.<name>` in a directory laid out like the
+repository."""
 
 import os
 import shutil
@@ -14,37 +15,66 @@ import torch
 
 from classifier.params import load_params
 from stages import prepare, train
-from tests.conftest import (REPO, dvc, make_dvc_repo, make_image_folder, start_paused_train, start_stage,
-                            write_params)
+from tests.conftest import (
+    REPO,
+    dvc,
+    make_dvc_repo,
+    make_image_folder,
+    start_paused_train,
+    start_stage,
+    write_params,
+)
 
 
 def fails(workdir, stage: str) -> str:
     """Run a stage that must fail; its one stderr line."""
-    _, stderr = (process := start_stage(workdir, stage, stderr=subprocess.PIPE, text=True)).communicate()
+    _, stderr = (
+        process := start_stage(workdir, stage, stderr=subprocess.PIPE, text=True)
+    ).communicate()
     lines = stderr.strip().splitlines()
     assert process.returncode == 2, stderr
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in stderr, stderr
     return lines[0]
 
 
-# ----------------------------------------------------------------------------- params.yaml
+# ------------------------------------------------------------ params.yaml
 
-@pytest.mark.parametrize("text, message", [
-    ("seed: 0\ntrain: {epochs: 2\n", "params.yaml is not valid YAML at line 3, column 1"),
-    ("", "params.yaml is empty or not a mapping of keys; restore it with `git checkout params.yaml`"),
-    ("- a list\n", "params.yaml is empty or not a mapping of keys"),
-])
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("seed: 0\ntrain: {epochs: 2\n", "params.yaml is not valid YAML at line 3, column 1"),
+        (
+            "",
+            "params.yaml is empty or not a mapping of keys; restore it with `git checkout "
+            "params.yaml`",
+        ),
+        ("- a list\n", "params.yaml is empty or not a mapping of keys"),
+    ],
+)
 def test_unreadable_params_are_named(workdir, text, message):
     (workdir / "params.yaml").write_text(text)
     assert message in fails(workdir, "prepare")
 
 
-@pytest.mark.parametrize("typo, message", [
-    (("optimzer", "adam"), "unknown key 'optimzer' (did you mean 'optimizer'?); nothing reads it"),
-    (("train", "epoch", 3), "unknown key 'train.epoch' (did you mean 'train.epochs'?)"),
-    (("model", "fast_cnn", "widht", 3), "unknown key 'model.fast_cnn.widht' (did you mean 'model.fast_cnn.width"),
-    (("evaluate", "tta_views", "none"), "unknown key 'evaluate.tta_views' (did you mean 'evaluate.tta'?)"),
-])
+@pytest.mark.parametrize(
+    "typo, message",
+    [
+        (
+            ("optimzer", "adam"),
+            "unknown key 'optimzer' (did you mean 'optimizer'?); nothing reads it",
+        ),
+        (("train", "epoch", 3), "unknown key 'train.epoch' (did you mean 'train.epochs'?)"),
+        (
+            ("model", "fast_cnn", "widht", 3),
+            "unknown key 'model.fast_cnn.widht' (did you mean 'model.fast_cnn.width",
+        ),
+        (
+            ("evaluate", "tta_views", "none"),
+            "unknown key 'evaluate.tta_views' (did you mean 'evaluate.tta'?)",
+        ),
+    ],
+)
 def test_a_mistyped_key_is_not_ignored(workdir, params, typo, message):
     *path, key, value = typo
     section = params
@@ -61,8 +91,10 @@ def test_a_batch_larger_than_the_training_split(workdir, params):
     params["train"]["batch_size"] = 500
     write_params(workdir, params)
     prepare.main()
-    assert fails(workdir, "train") == ("error: params.yaml: 'train.batch_size' is 500, more than the 96 training "
-                                      "images; use at most 96 (or more data)")
+    assert fails(workdir, "train") == (
+        "error: params.yaml: 'train.batch_size' is 500, more than the 96 training "
+        "images; use at most 96 (or more data)"
+    )
     assert not (workdir / "models").exists() and not (workdir / "metrics").exists()
 
 
@@ -71,36 +103,59 @@ def test_a_model_too_deep_for_the_image_size(tmp_path, monkeypatch, params):
     write_params(tmp_path, params)
     monkeypatch.chdir(tmp_path)
     prepare.main()
-    assert "model.arch 'fast_cnn' halves the image 3 times, too often for 4x4 images" in fails(tmp_path, "train")
+    assert "model.arch 'fast_cnn' halves the image 3 times, too often for 4x4 images" in fails(
+        tmp_path, "train"
+    )
 
 
 def test_low_res_epochs_too_small_for_the_model(workdir, params):
     params["train"].update(low_res_fraction=0.5, low_res_scale=0.5)
     write_params(workdir, params)
     prepare.main()
-    assert fails(workdir, "train") == ("error: params.yaml: model.arch 'fast_cnn' halves the image 3 times, too "
-                                      "often for the 8x8 images of the first epochs; raise "
-                                      "'train.low_res_scale' or set 'train.low_res_fraction' to 0")
+    assert fails(workdir, "train") == (
+        "error: params.yaml: model.arch 'fast_cnn' halves the image 3 times, too "
+        "often for the 8x8 images of the first epochs; raise "
+        "'train.low_res_scale' or set 'train.low_res_fraction' to 0"
+    )
     assert not (workdir / "models").exists() and not (workdir / "metrics").exists()
 
 
-# ----------------------------------------------------------------------------- the model file
+# ------------------------------------------------------------ the model file
+
 
 class Payload:
     def __reduce__(self):
         return (os.system, ("touch pwned",))
 
 
-@pytest.mark.parametrize("damage, message", [
-    ("missing", "models/model.pt not found; retrain it with `dvc repro train` (or fetch the committed one with "
-                "`dvc pull`)"),
-    ("truncated", "models/model.pt is not a readable checkpoint"),
-    ("code", "models/model.pt is not a readable checkpoint (UnpicklingError)"),
-    ("foreign", "models/model.pt is not a checkpoint of this project; retrain it with `dvc repro train`"),
-    ("architecture", "models/model.pt: its weights do not fit the architecture it names; retrain it"),
-    ("image size", "was trained on 8-pixel images of classes ['circle', 'cross', 'square']; the test split has "
-                   "16-pixel images"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (
+            "missing",
+            "models/model.pt not found; retrain it with `dvc repro train` (or fetch the committed "
+            "one with "
+            "`dvc pull`)",
+        ),
+        ("truncated", "models/model.pt is not a readable checkpoint"),
+        ("code", "models/model.pt is not a readable checkpoint (UnpicklingError)"),
+        (
+            "foreign",
+            "models/model.pt is not a checkpoint of this project; retrain it with `dvc repro "
+            "train`",
+        ),
+        (
+            "architecture",
+            "models/model.pt: its weights do not fit the architecture it names; retrain it",
+        ),
+        (
+            "image size",
+            "was trained on 8-pixel images of classes ['circle', 'cross', 'square']; the test "
+            "split has "
+            "16-pixel images",
+        ),
+    ],
+)
 def test_a_bad_model_file_says_retrain(trained, damage, message):
     model = trained / "models/model.pt"
     checkpoint = torch.load(model, weights_only=True)
@@ -123,8 +178,9 @@ def test_a_bad_model_file_says_retrain(trained, damage, message):
     assert not (trained / "pwned").exists() and not (trained / "metrics/evaluate.json").exists()
 
 
-# ----------------------------------------------------------------------------- interruption and resume
-# Each signal reaches training at a known point (start_paused_train), so these tests cannot race the run.
+# ------------------------------------------------------------ interruption and resume
+# Each signal reaches training at a known point (start_paused_train), so these tests cannot race the
+# run.
 
 OUTPUTS = ["models/model.pt", "plots/train/history.csv", "metrics/train/metrics.json"]
 
@@ -157,18 +213,27 @@ def test_a_killed_training_resumes_to_bit_identical_results(workdir, precision):
     assert [(workdir / path).read_bytes() for path in OUTPUTS] == uninterrupted
 
 
-@pytest.mark.parametrize("sigint_ignored", [False, True], ids=["foreground", "started-with-sigint-ignored"])
+@pytest.mark.parametrize(
+    "sigint_ignored", [False, True], ids=["foreground", "started-with-sigint-ignored"]
+)
 def test_ctrl_c_stops_training_cleanly_and_keeps_the_checkpoint(workdir, sigint_ignored):
-    """Also when the stage was started with SIGINT ignored, as a non-interactive shell starts a background job:
-    it inherited that, and trained on to the end through the Ctrl-C (issue 16)."""
+    """Also when the stage was started with SIGINT ignored, as a non-interactive shell starts a
+    background job: it inherited that, and trained on to the end through the Ctrl-C (issue 16)."""
     set_params(workdir, epochs=5)
     prepare.main()
     process = start_paused_train(workdir, epoch=3, sigint_ignored=sigint_ignored)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130 and "Traceback" not in stderr
-    assert stderr.strip().splitlines()[-1].startswith("error: interrupted; nothing half-written was left")
-    assert not (workdir / "metrics/train/metrics.json").exists() and not (workdir / "plots/train/history.csv").exists()
+    assert (
+        stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: interrupted; nothing half-written was left")
+    )
+    assert (
+        not (workdir / "metrics/train/metrics.json").exists()
+        and not (workdir / "plots/train/history.csv").exists()
+    )
     assert not (workdir / "models/model.pt").exists() and not list(workdir.rglob(".*.tmp"))
     assert torch.load(workdir / "checkpoints/train.pt", weights_only=True)["epoch"] == 2
 
@@ -180,13 +245,19 @@ def test_resume_ignores_a_checkpoint_of_other_params(workdir):
     process.kill()
     process.wait()
     set_params(workdir, label_smoothing=0.1, resume=True)
-    stdout, _ = (process := start_stage(workdir, "train", stdout=subprocess.PIPE, text=True)).communicate()
+    stdout, _ = (
+        process := start_stage(workdir, "train", stdout=subprocess.PIPE, text=True)
+    ).communicate()
     assert process.returncode == 0
-    assert ("warning: checkpoints/train.pt is from other params or data (or an older version of this code); "
-            "starting from epoch 1") in stdout
+    assert (
+        "warning: checkpoints/train.pt is from other params or data (or an older version of this "
+        "code); "
+        "starting from epoch 1"
+    ) in stdout
 
 
-# ----------------------------------------------------------------------------- the data remote
+# ------------------------------------------------------------ the data remote
+
 
 @pytest.mark.e2e
 def test_an_unreachable_remote_says_how_to_get_the_data(tmp_path, params):
@@ -196,9 +267,15 @@ def test_an_unreachable_remote_says_how_to_get_the_data(tmp_path, params):
     shutil.rmtree(repo / ".dvc/cache")
     (repo / "data/raw/cifar10.tar").unlink()
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(["make", "-o", "setup", "data"], cwd=repo, env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        ["make", "-o", "setup", "data"], cwd=repo, env=env, capture_output=True, text=True
+    )
     assert result.returncode != 0
     ours = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert ours == [f"error: could not pull data/raw/cifar10.tar from the DVC remote 'storage' ({tmp_path}/nowhere); "
-                    "check that it is reachable, or with internet access run `make download` to fetch the official "
-                    "CIFAR-10 release instead"]
+    assert ours == [
+        "error: could not pull data/raw/cifar10.tar from the DVC remote 'storage' "
+        f"({tmp_path}/nowhere); "
+        "check that it is reachable, or with internet access run `make download` to fetch the "
+        "official "
+        "CIFAR-10 release instead"
+    ]

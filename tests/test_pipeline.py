@@ -1,7 +1,8 @@
-"""End to end: a throwaway Git + DVC copy of the repository with tiny data, driven by the real dvc CLI.
+"""End to end: a throwaway Git + DVC copy of the repository with tiny data, driven by the real dvc
+CLI.
 
-The checks are the user's view: what `dvc exp show`, `dvc metrics diff`, `dvc plots show` and the review report
-show after two experiments.
+The checks are the user's view: what `dvc exp show`, `dvc metrics diff`, `dvc plots show` and the
+review report show after two experiments.
 """
 
 import csv
@@ -20,20 +21,44 @@ import pytest
 import yaml
 from dvc.api import read as read_at_revision
 
-from tests.conftest import dvc, make_dvc_repo, repro_and_commit, run, start_paused_train, tiny_params
+from tests.conftest import (
+    dvc,
+    make_dvc_repo,
+    repro_and_commit,
+    run,
+    start_paused_train,
+    tiny_params,
+)
 
 pytestmark = pytest.mark.e2e
 
-METRIC_FILES = ["metrics/evaluate.json", "metrics/train/metrics.json", "metrics/timing.json", "metrics/fit.json"]
-HEADLINE = {"metrics/evaluate.json": {"test_acc", "test_loss", "macro_f1"}, "metrics/fit.json": {"verdict"},
-            "metrics/train/metrics.json": {"best_val_acc", "train_pflop"}}
-# Chart id -> title: dvc.yaml's top-level charts are named by their title, a stage's own plots by their file.
-CHARTS = {"Loss per epoch": "Loss per epoch", "Accuracy per epoch": "Accuracy per epoch",
-          "Test confusion matrix (counts)": "Test confusion matrix (counts)",
-          "plots/evaluate/confusion.csv": "Test confusion matrix (share of each true class)",
-          "plots/evaluate/classes.csv": "Test F1 per class", "plots/train/history.csv": "Learning rate per epoch"}
-FIGURES = ["plots/data/samples.png", "plots/train/curves.png", "plots/evaluate/confusion.png",
-           "plots/evaluate/misclassified.png"]
+METRIC_FILES = [
+    "metrics/evaluate.json",
+    "metrics/train/metrics.json",
+    "metrics/timing.json",
+    "metrics/fit.json",
+]
+HEADLINE = {
+    "metrics/evaluate.json": {"test_acc", "test_loss", "macro_f1"},
+    "metrics/fit.json": {"verdict"},
+    "metrics/train/metrics.json": {"best_val_acc", "train_pflop"},
+}
+# Chart id -> title: dvc.yaml's top-level charts are named by their title, a stage's own plots by
+# their file.
+CHARTS = {
+    "Loss per epoch": "Loss per epoch",
+    "Accuracy per epoch": "Accuracy per epoch",
+    "Test confusion matrix (counts)": "Test confusion matrix (counts)",
+    "plots/evaluate/confusion.csv": "Test confusion matrix (share of each true class)",
+    "plots/evaluate/classes.csv": "Test F1 per class",
+    "plots/train/history.csv": "Learning rate per epoch",
+}
+FIGURES = [
+    "plots/data/samples.png",
+    "plots/train/curves.png",
+    "plots/evaluate/confusion.png",
+    "plots/evaluate/misclassified.png",
+]
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +80,13 @@ def experiments(repo) -> dict:
 def test_repro_is_up_to_date_and_keeps_outputs_in_git_or_cache(repo):
     assert "up to date" in dvc("status", cwd=repo)
     tracked = run(["git", "ls-files"], repo).split()
-    assert set(METRIC_FILES) | set(FIGURES) | {path for path in CHARTS if "/" in path} <= set(tracked)
-    assert not any(path.startswith(("data/prepared", "models/")) and not path.endswith(".gitignore")
-                   for path in tracked)
+    assert set(METRIC_FILES) | set(FIGURES) | {path for path in CHARTS if "/" in path} <= set(
+        tracked
+    )
+    assert not any(
+        path.startswith(("data/prepared", "models/")) and not path.endswith(".gitignore")
+        for path in tracked
+    )
 
 
 def test_experiments_skip_prepare_in_the_workspace_and_in_the_queue(experiments):
@@ -82,35 +111,59 @@ def test_exp_show_has_the_headline_metrics_and_nothing_per_class(repo, experimen
 
 
 def test_metrics_diff_has_only_numbers_and_short_labels(repo, experiments):
-    diff = json.loads(dvc("metrics", "diff", "rmsprop", "three-epochs", "--all", "--json", cwd=repo))
+    diff = json.loads(
+        dvc("metrics", "diff", "rmsprop", "three-epochs", "--all", "--json", cwd=repo)
+    )
     assert set(diff) == set(METRIC_FILES)
-    values = [side for rows in diff.values() for row in rows.values() for side in (row["old"], row["new"])]
+    values = [
+        side for rows in diff.values() for row in rows.values() for side in (row["old"], row["new"])
+    ]
     assert all(isinstance(value, (int, float)) or len(value) <= 12 for value in values)
 
 
 def test_plots_show_draws_exactly_the_intended_charts_with_titles(repo, experiments):
-    shown = json.loads(dvc("plots", "diff", "rmsprop", "three-epochs", "--json", "-o", "dvc_plots", cwd=repo))
-    assert list(shown["data"]) == list(CHARTS) + FIGURES  # each file drawn once, none with DVC's default template
+    shown = json.loads(
+        dvc("plots", "diff", "rmsprop", "three-epochs", "--json", "-o", "dvc_plots", cwd=repo)
+    )
+    # each file drawn once, none with DVC's default template
+    assert list(shown["data"]) == list(CHARTS) + FIGURES
     for chart_id, title in CHARTS.items():
         (chart,) = shown["data"][chart_id]
         spec = json.dumps(chart["content"])
         assert chart["type"] == "vega" and chart["content"]["title"]["text"] == title
         assert chart["revisions"] == ["rmsprop", "three-epochs"]
-        assert re.search(r'"title": "(epoch|true class|F1 on the test set)"', spec), f"{title}: no x axis label"
+        assert re.search(r'"title": "(epoch|true class|F1 on the test set)"', spec), (
+            f"{title}: no x axis label"
+        )
     for figure in FIGURES:
-        assert [image["revisions"] for image in shown["data"][figure]] == [["rmsprop"], ["three-epochs"]]
+        assert [image["revisions"] for image in shown["data"][figure]] == [
+            ["rmsprop"],
+            ["three-epochs"],
+        ]
 
 
 def test_report_has_both_diffs_the_verdicts_and_figures_that_exist(repo, experiments):
     run(["python", "-m", "experiments.review", "rmsprop", "three-epochs", "--out", "review"], repo)
     report = (repo / "review/report.md").read_text()
-    assert re.search(rf"\| params.yaml +\| optimizer +\| rmsprop +\| {tiny_params()['optimizer']} ", report)
+    assert re.search(
+        rf"\| params.yaml +\| optimizer +\| rmsprop +\| {tiny_params()['optimizer']} ", report
+    )
     assert re.search(r"\| metrics/evaluate.json +\| test_acc ", report)
     assert re.search(r"\| metrics/fit.json +\| verdict ", report)
-    assert len(re.findall(r"^- `(rmsprop|three-epochs)`: \*\*(over-fitting|under-fitting|a good fit)\*\*", report,
-                          re.M)) == 2
+    assert (
+        len(
+            re.findall(
+                r"^- `(rmsprop|three-epochs)`: \*\*(over-fitting|under-fitting|a good fit)\*\*",
+                report,
+                re.M,
+            )
+        )
+        == 2
+    )
     images = re.findall(r"!\[[^]]*\]\(([^)]+)\)", report)
-    assert len(images) == 4 and all((repo / "review" / image).stat().st_size > 1000 for image in images)
+    assert len(images) == 4 and all(
+        (repo / "review" / image).stat().st_size > 1000 for image in images
+    )
     assert (repo / "review/charts/index.html").exists()
 
 
@@ -122,21 +175,44 @@ def test_the_model_is_a_dvc_artifact(repo):
     model = artifacts["dvc.yaml"]["cifar10-cnn"]
     assert (model.path, model.type) == ("models/model.pt", "model") and model.desc and model.labels
     assert (repo / model.path).exists()
+
+
 def test_predict_uses_an_experiments_model_without_checking_it_out(repo, experiments, tmp_path):
-    """--rev reads the model of experiment three-epochs through dvc.api; it predicts what that run evaluated."""
+    """--rev reads the model of experiment three-epochs through dvc.api; it predicts what that run
+    evaluated."""
     with tarfile.open(repo / "data/raw/cifar10.tar") as archive:
-        archive.extractall(tmp_path, members=[m for m in archive if "/test/" in m.name], filter="data")
+        archive.extractall(
+            tmp_path, members=[m for m in archive if "/test/" in m.name], filter="data"
+        )
     before = run(["git", "status", "--porcelain"], repo)
-    run(["python", "-m", "commands.predict", str(tmp_path / "cifar10/test"), "--rev", "three-epochs",
-         "--out", str(tmp_path / "predicted.csv")], repo)
+    run(
+        [
+            "python",
+            "-m",
+            "commands.predict",
+            str(tmp_path / "cifar10/test"),
+            "--rev",
+            "three-epochs",
+            "--out",
+            str(tmp_path / "predicted.csv"),
+        ],
+        repo,
+    )
     predicted = [row["class"] for row in csv.DictReader(open(tmp_path / "predicted.csv"))]
     confusion = read_at_revision("plots/evaluate/confusion.csv", repo=str(repo), rev="three-epochs")
     evaluated = [row["predicted"] for row in csv.DictReader(io.StringIO(confusion))]
     assert predicted == evaluated and len(predicted) == 12
     assert run(["git", "status", "--porcelain"], repo) == before  # the workspace is untouched
-    failed = subprocess.run([sys.executable, "-m", "commands.predict", str(tmp_path), "--rev", "no-such-exp"],
-                            cwd=repo, capture_output=True, text=True)
-    assert failed.returncode == 2 and "error: cannot read models/model.pt of revision no-such-exp" in failed.stderr
+    failed = subprocess.run(
+        [sys.executable, "-m", "commands.predict", str(tmp_path), "--rev", "no-such-exp"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        failed.returncode == 2
+        and "error: cannot read models/model.pt of revision no-such-exp" in failed.stderr
+    )
 
 
 def test_two_queued_experiments_run_at_once_without_clashing(repo, experiments):
@@ -151,18 +227,28 @@ def test_two_queued_experiments_run_at_once_without_clashing(repo, experiments):
     (baseline,) = json.loads(dvc("exp", "show", "--json", cwd=repo))[1:]
     runs = {exp["name"]: exp["revs"][0]["data"] for exp in baseline["experiments"]}
     seeds = [runs[f"seed-{seed}"]["params"]["params.yaml"]["data"]["seed"] for seed in (1, 2)]
-    accuracies = [runs[f"seed-{seed}"]["metrics"]["metrics/evaluate.json"]["data"]["test_acc"] for seed in (1, 2)]
+    accuracies = [
+        runs[f"seed-{seed}"]["metrics"]["metrics/evaluate.json"]["data"]["test_acc"]
+        for seed in (1, 2)
+    ]
     assert seeds == [1, 2] and all(0 <= accuracy <= 1 for accuracy in accuracies)
 
 
 def test_killing_dvc_repro_midway_loses_nothing(tmp_path):
-    """kill -9 of the whole `dvc repro` during training; the next `dvc repro` runs cleanly to the same results."""
+    """kill -9 of the whole `dvc repro` during training; the next `dvc repro` runs cleanly to the
+    same results."""
     params = tiny_params()
     params["train"].update(epochs=30, batch_size=8)
     repo = make_dvc_repo(tmp_path / "repo", params)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    process = subprocess.Popen([sys.executable, "-m", "dvc", "repro"], cwd=repo, env=env, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dvc", "repro"],
+        cwd=repo,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     while process.poll() is None and not (repo / "metrics/train/metrics.json").exists():
         time.sleep(0.05)
     assert process.poll() is None, "dvc repro ended before it could be killed"
@@ -177,14 +263,19 @@ def test_killing_dvc_repro_midway_loses_nothing(tmp_path):
     uninterrupted = yaml.safe_load((repo / "dvc.lock").read_text())
 
     def outs(lock):
-        return {out["path"]: out["md5"] for stage in lock["stages"].values() for out in stage.get("outs", [])
-                if out["path"] != "metrics/timing.json"}
+        return {
+            out["path"]: out["md5"]
+            for stage in lock["stages"].values()
+            for out in stage.get("outs", [])
+            if out["path"] != "metrics/timing.json"
+        }
+
     assert outs(after_kill) == outs(uninterrupted)
 
 
 def test_the_run_cache_restores_an_experiment_that_already_ran(repo, experiments):
-    """The same params as the workspace experiment `rmsprop`, queued from the baseline: every stage is restored
-    from the run cache (not merely found unchanged in dvc.lock), none trains."""
+    """The same params as the workspace experiment `rmsprop`, queued from the baseline: every stage
+    is restored from the run cache (not merely found unchanged in dvc.lock), none trains."""
     run(["git", "checkout", "--", "."], repo)
     dvc("checkout", "--force", cwd=repo)
     dvc("exp", "run", "--queue", "-n", "rmsprop-again", "-S", "optimizer=rmsprop", cwd=repo)
@@ -197,26 +288,46 @@ def test_the_run_cache_restores_an_experiment_that_already_ran(repo, experiments
         assert f"Stage '{stage}' is cached - skipping run, checking out outputs" in log
     shown = json.loads(dvc("exp", "show", "--json", cwd=repo))[1]["experiments"]
     metrics = {exp["name"]: exp["revs"][0]["data"]["metrics"] for exp in shown}
-    assert metrics["rmsprop-again"] == metrics["rmsprop"]  # timing too: restored, not measured again
+    # timing too: restored, not measured again
+    assert metrics["rmsprop-again"] == metrics["rmsprop"]
     print(f"\nrestored from the run cache in {seconds:.1f} s")
 
 
 def test_resume_in_a_queued_experiment_needs_the_checkpoint_copied_in(repo, experiments):
-    """A queued run starts from what Git tracks: without `-C checkpoints` resume refuses with one line, with it
-    the run continues from the checkpoint to the results of an uninterrupted run. (DVC copies a file only into
-    a folder that exists there, so the folder is what to copy.)"""
+    """A queued run starts from what Git tracks: without `-C checkpoints` resume refuses with one
+    line, with it the run continues from the checkpoint to the results of an uninterrupted run. (DVC
+    copies a file only into a folder that exists there, so the folder is what to copy.)"""
     run(["git", "checkout", "--", "."], repo)
     dvc("checkout", "--force", cwd=repo)
     paused = start_paused_train(repo, epoch=2)  # the committed params, killed after epoch 1
     paused.kill()
     paused.wait()
-    run(["git", "checkout", "--", "."], repo)  # the killed run's partial history; its checkpoint is not tracked
+    # the killed run's partial history; its checkpoint is not tracked
+    run(["git", "checkout", "--", "."], repo)
     dvc("exp", "run", "--queue", "-n", "resume-missing", "-S", "train.resume=true", cwd=repo)
-    dvc("exp", "run", "--queue", "-n", "resume-copied", "-S", "train.resume=true", "-C", "checkpoints", cwd=repo)
+    dvc(
+        "exp",
+        "run",
+        "--queue",
+        "-n",
+        "resume-copied",
+        "-S",
+        "train.resume=true",
+        "-C",
+        "checkpoints",
+        cwd=repo,
+    )
     dvc("exp", "run", "--run-all", cwd=repo)
 
     missing = dvc("queue", "logs", "resume-missing", cwd=repo)
-    assert "error: train.resume is true, but this queued experiment's workspace has no checkpoints/train.pt" in missing
-    assert "train.resume: continuing after epoch 1" in dvc("queue", "logs", "resume-copied", cwd=repo)
+    assert (
+        "error: train.resume is true, but this queued experiment's workspace has no "
+        "checkpoints/train.pt" in missing
+    )
+    assert "train.resume: continuing after epoch 1" in dvc(
+        "queue", "logs", "resume-copied", cwd=repo
+    )
     for path in ("plots/train/history.csv", "metrics/train/metrics.json", "metrics/evaluate.json"):
-        assert read_at_revision(path, repo=str(repo), rev="resume-copied") == (repo / path).read_text()
+        assert (
+            read_at_revision(path, repo=str(repo), rev="resume-copied") == (repo / path).read_text()
+        )

@@ -1,5 +1,5 @@
-"""Runs on DVC's queue: the params of a run, the shares of several machines, and the workaround for a dying
-worker (DVC issues #10562, #8702)."""
+"""Runs on DVC's queue: the params of a run, the shares of several machines, and the workaround for
+a dying worker (DVC issues #10562, #8702)."""
 
 import os
 import subprocess
@@ -19,7 +19,8 @@ def test_with_changes_sets_dotted_keys_on_a_copy(params):
 
 
 def test_a_queued_run_counts_as_alive_while_its_process_is(tmp_path, monkeypatch):
-    """A worker whose queue has emptied drops out of `dvc queue status` while it runs its last experiment."""
+    """A worker whose queue has emptied drops out of `dvc queue status` while it runs its last
+    experiment."""
     monkeypatch.chdir(tmp_path)
     run_dir = tmp_path / ".dvc/tmp/exps/run/271a99f0ab7d"
     run_dir.mkdir(parents=True)
@@ -38,5 +39,8 @@ def test_shards_split_the_runs_so_that_each_runs_on_exactly_one_machine():
             parse_shard(bad)
     names = ["nesterov", "adam", "adamw", "rmsprop", "muon"]
     shares = [my_share(names, (k, 3)) for k in (1, 2, 3)]
-    assert shares == [["nesterov", "rmsprop"], ["adam", "muon"], ["adamw"]] and my_share(names, None) == names
+    assert (
+        shares == [["nesterov", "rmsprop"], ["adam", "muon"], ["adamw"]]
+        and my_share(names, None) == names
+    )
     assert my_share(["adam"], (2, 2)) == []  # more machines than optimizers: this one runs nothing

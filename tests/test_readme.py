@@ -11,4 +11,6 @@ def test_readme_has_every_generated_block_once():
 
 def test_readme_tables_match_the_committed_results():
     readme = (REPO / "README.md").read_text()
-    assert render(readme, REPO) == readme, "README.md is out of date: run `python -m tools.readme` and commit it"
+    assert render(readme, REPO) == readme, (
+        "README.md is out of date: run `python -m tools.readme` and commit it"
+    )

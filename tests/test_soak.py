@@ -1,6 +1,7 @@
-"""The soak: 20 consecutive experiments with varied params on tiny data, then the clean-up commands, and a check
-that the workspace and the cache stay consistent. Not part of `make test` (about 7 minutes): `make soak`.
-`dvc exp gc` is gone from DVC 3; `dvc exp remove --all-commits` takes its place."""
+"""The soak: 20 consecutive experiments with varied params on tiny data, then the clean-up commands,
+and a check that the workspace and the cache stay consistent. Not part of `make test` (about 7
+minutes): `make soak`. `dvc exp gc` is gone from DVC 3; `dvc exp remove --all-commits` takes its
+place."""
 
 import json
 import time
@@ -15,9 +16,18 @@ CHANGED_BY_EXPERIMENTS = ("params.yaml", "dvc.lock", "metrics/", "plots/", "repo
 
 def soak_params(index: int) -> list[str]:
     """Varied params for run `index`: optimizer, epochs, seed, batch size and model."""
-    return ["-S", f"optimizer={OPTIMIZERS[index % len(OPTIMIZERS)]}", "-S", f"train.epochs={1 + index % 3}",
-            "-S", f"seed={index}", "-S", f"train.batch_size={(8, 16)[index % 2]}",
-            "-S", f"model.arch={('fast_cnn', 'seed_cnn')[index % 4 == 3]}"]
+    return [
+        "-S",
+        f"optimizer={OPTIMIZERS[index % len(OPTIMIZERS)]}",
+        "-S",
+        f"train.epochs={1 + index % 3}",
+        "-S",
+        f"seed={index}",
+        "-S",
+        f"train.batch_size={(8, 16)[index % 2]}",
+        "-S",
+        f"model.arch={('fast_cnn', 'seed_cnn')[index % 4 == 3]}",
+    ]
 
 
 @pytest.mark.soak
@@ -33,10 +43,14 @@ def test_soak(tmp_path):
         seconds.append(time.perf_counter() - started)
 
     (baseline,) = json.loads(dvc("exp", "show", "--json", cwd=repo))[1:]
-    experiments = {exp["name"]: exp["revs"][0]["data"]["metrics"] for exp in baseline["experiments"]}
+    experiments = {
+        exp["name"]: exp["revs"][0]["data"]["metrics"] for exp in baseline["experiments"]
+    }
     assert len(experiments) == 20
-    assert all(isinstance(metrics["metrics/evaluate.json"]["data"]["test_acc"], float)
-               for metrics in experiments.values())
+    assert all(
+        isinstance(metrics["metrics/evaluate.json"]["data"]["test_acc"], float)
+        for metrics in experiments.values()
+    )
 
     changed = [line[3:] for line in run(["git", "status", "--porcelain"], repo).splitlines()]
     assert all(path.startswith(CHANGED_BY_EXPERIMENTS) for path in changed), changed
@@ -53,5 +67,9 @@ def test_soak(tmp_path):
     assert "DVC version" in dvc("doctor", cwd=repo)
     dvc("repro", cwd=repo)  # the cache still holds everything the committed dvc.lock names
     assert run(["git", "status", "--porcelain"], repo) == ""
-    print(f"\nsoak: 20 experiments, {sum(seconds):.0f} s in all ({min(seconds):.1f} to {max(seconds):.1f} s each); "
-          f"{len(changed)} files changed by them; exp remove, exp remove -A, gc -w; status, git status, doctor clean")
+    print(
+        f"\nsoak: 20 experiments, {sum(seconds):.0f} s in all ({min(seconds):.1f} to "
+        f"{max(seconds):.1f} s each); "
+        f"{len(changed)} files changed by them; exp remove, exp remove -A, gc -w; status, git "
+        "status, doctor clean"
+    )

@@ -32,8 +32,9 @@ def test_prepare_splits_into_cached_arrays_only(workdir):
     prepare.main()
     with np.load(workdir / "data/prepared/train.npz") as arrays:
         assert arrays["images"].shape == (96, 16, 16, 3) and arrays["images"].dtype == np.uint8
-    assert sorted(path.name for path in workdir.rglob("*") if path.is_file() and "raw" not in path.parts) == [
-        "params.yaml", "test.npz", "train.npz", "val.npz"]
+    assert sorted(
+        path.name for path in workdir.rglob("*") if path.is_file() and "raw" not in path.parts
+    ) == ["params.yaml", "test.npz", "train.npz", "val.npz"]
 
 
 def test_prepare_refuses_mismatched_class_folders(workdir):
@@ -48,10 +49,13 @@ def test_epochs_validate_on_a_stratified_share_and_the_last_on_every_image(workd
     write_params(workdir, params)
     prepare.main()
     labels = load_split("val")[1]
-    assert list(labels) == sorted(labels) and set(labels[::3]) == set(labels)  # sorted by class: every class in it
+    # sorted by class: every class in it
+    assert list(labels) == sorted(labels) and set(labels[::3]) == set(labels)
     train.main()
     model, checkpoint = load_checkpoint("models/model.pt")
-    logits = predictor(model, checkpoint, params).logits(torch.from_numpy(load_split("val")[0]), "none")
+    logits = predictor(model, checkpoint, params).logits(
+        torch.from_numpy(load_split("val")[0]), "none"
+    )
     val_loss, val_acc = loss_and_accuracy(logits, torch.from_numpy(labels))
     last = read_history()[-1]
     assert (last["val_loss"], last["val_acc"]) == (round(val_loss, 5), round(val_acc, 5))
@@ -68,7 +72,11 @@ def test_full_stage_chain_writes_every_output(workdir, params, arch):
     assert set(history[0]) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"}
     trained = read_json(workdir / "metrics/train/metrics.json")
     assert set(trained) == {"step", "best_val_acc", "train_pflop", "val_acc", "train_val_gap"}
-    assert trained["step"] == 2 and trained["best_val_acc"] >= trained["val_acc"] and trained["train_pflop"] > 0
+    assert (
+        trained["step"] == 2
+        and trained["best_val_acc"] >= trained["val_acc"]
+        and trained["train_pflop"] > 0
+    )
     timing = read_json(workdir / "metrics/timing.json")
     assert timing["images_per_second"] > 0 and timing["device"] == "cpu"
 
@@ -76,7 +84,9 @@ def test_full_stage_chain_writes_every_output(workdir, params, arch):
     assert set(evaluated) == {"test_acc", "test_loss", "macro_f1"}
     assert 0 <= evaluated["test_acc"] <= 1 and evaluated["test_loss"] > 0
     per_class = list(csv.DictReader(open(workdir / "plots/evaluate/classes.csv")))
-    assert [row["class"] for row in per_class] == CLASSES and all(row["support"] == "10" for row in per_class)
+    assert [row["class"] for row in per_class] == CLASSES and all(
+        row["support"] == "10" for row in per_class
+    )
     macro_f1 = sum(float(row["f1"]) for row in per_class) / len(per_class)
     assert macro_f1 == pytest.approx(evaluated["macro_f1"], abs=1e-4)
     confusion = list(csv.DictReader(open(workdir / "plots/evaluate/confusion.csv")))
@@ -84,12 +94,18 @@ def test_full_stage_chain_writes_every_output(workdir, params, arch):
     correct = sum(row["actual"] == row["predicted"] for row in confusion)
     assert correct / 30 == pytest.approx(evaluated["test_acc"], abs=1e-4)
 
-    fit = diagnose_fit(read_history(), 3, params["plot"]["overfit_gap"], params["plot"]["underfit_accuracy"])
+    fit = diagnose_fit(
+        read_history(), 3, params["plot"]["overfit_gap"], params["plot"]["underfit_accuracy"]
+    )
     assert read_json(workdir / "metrics/fit.json") == {"verdict": fit["verdict"]}
     splits = {name: load_split(name)[:2] for name in ("train", "val", "test")}
     assert split_shapes(splits) == "train 96, val 24, test 30 images of 16x16x3"
-    for png in ("plots/data/samples.png", "plots/train/curves.png", "plots/evaluate/confusion.png",
-                "plots/evaluate/misclassified.png"):
+    for png in (
+        "plots/data/samples.png",
+        "plots/train/curves.png",
+        "plots/evaluate/confusion.png",
+        "plots/evaluate/misclassified.png",
+    ):
         assert (workdir / png).stat().st_size > 1000
 
 
@@ -116,7 +132,8 @@ def test_training_is_repeatable(workdir, params, precision):
 
 
 def test_training_shows_its_progress_while_it_runs(workdir, params):
-    """After the first epoch, and long before the last, the live metrics and the history are on disk."""
+    """After the first epoch, and long before the last, the live metrics and the history are on
+    disk."""
     params["train"]["epochs"] = 500
     write_params(workdir, params)
     prepare.main()
@@ -141,24 +158,37 @@ def test_diverging_training_stops_with_a_clear_error_and_no_model(workdir, param
     params["compute"]["precision"] = precision
     write_params(workdir, diverging(params))
     prepare.main()
-    with pytest.raises(TrainingDiverged, match=r"training diverged \(loss (nan|inf)\) at step \d+ of epoch \d/2; "
-                                               "lower the optimizer's lr in params.yaml"):
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"training diverged \(loss (nan|inf)\) at step \d+ of epoch \d/2; "
+        "lower the optimizer's lr in params.yaml",
+    ):
         train.main()
-    assert not (workdir / "models/model.pt").exists() and not (workdir / "metrics/timing.json").exists()
-    assert not (workdir / "metrics/train/metrics.json").exists() and not (workdir / "plots/train/history.csv").exists()
+    assert (
+        not (workdir / "models/model.pt").exists()
+        and not (workdir / "metrics/timing.json").exists()
+    )
+    assert (
+        not (workdir / "metrics/train/metrics.json").exists()
+        and not (workdir / "plots/train/history.csv").exists()
+    )
 
 
 def rows(*accuracy_pairs, val_losses=None):
     val_losses = val_losses or [1.0 - 0.1 * i for i in range(len(accuracy_pairs))]
-    return [{"epoch": i + 1, "train_acc": t, "val_acc": v, "train_loss": 1.0, "val_loss": loss}
-            for i, ((t, v), loss) in enumerate(zip(accuracy_pairs, val_losses))]
+    return [
+        {"epoch": i + 1, "train_acc": t, "val_acc": v, "train_loss": 1.0, "val_loss": loss}
+        for i, ((t, v), loss) in enumerate(zip(accuracy_pairs, val_losses))
+    ]
 
 
 def test_fit_diagnosis():
     assert diagnose_fit(rows((0.7, 0.7), (0.9, 0.88)), 10, 0.05, 0.8)["verdict"] == "good"
     overfit = diagnose_fit(rows((0.8, 0.75), (0.99, 0.8)), 10, 0.05, 0.8)
     assert overfit["verdict"] == "overfit" and overfit["train_val_gap"] == pytest.approx(0.19)
-    rising = diagnose_fit(rows((0.8, 0.8), (0.85, 0.84), (0.86, 0.84), val_losses=[0.6, 0.5, 0.7]), 10, 0.05, 0.8)
+    rising = diagnose_fit(
+        rows((0.8, 0.8), (0.85, 0.84), (0.86, 0.84), val_losses=[0.6, 0.5, 0.7]), 10, 0.05, 0.8
+    )
     assert rising["verdict"] == "overfit" and rising["best_val_loss_epoch"] == 2
     assert "lowest at epoch 2 and rose 0.200" in rising["evidence"]
     assert diagnose_fit(rows((0.4, 0.35), (0.5, 0.48)), 10, 0.05, 0.8)["verdict"] == "underfit"
@@ -167,21 +197,31 @@ def test_fit_diagnosis():
 def test_validation_at_chance_while_training_climbs_is_a_mismatch_not_over_fitting():
     at_chance = diagnose_fit(rows((0.5, 0.1), (0.9, 0.12), (0.95, 0.7)), 10, 0.05, 0.8)
     assert at_chance["verdict"] == "mismatch"
-    assert at_chance["evidence"].startswith("at epoch 1 validation accuracy was 0.100, near chance (0.100), while "
-                                            "training accuracy was 0.500")
+    assert at_chance["evidence"].startswith(
+        "at epoch 1 validation accuracy was 0.100, near chance (0.100), while "
+        "training accuracy was 0.500"
+    )
     assert "batch norm's running statistics" in at_chance["evidence"]
     exploding = diagnose_fit(rows((0.3, 0.3), (0.5, 0.45), val_losses=[0.9, 134.0]), 10, 0.05, 0.8)
     assert exploding["verdict"] == "mismatch" and "validation loss was 134" in exploding["evidence"]
-    learning_slowly = rows((0.2, 0.17), (0.3, 0.27))  # neither far from chance: under-fitting, not a mismatch
+    # neither far from chance: under-fitting, not a mismatch
+    learning_slowly = rows((0.2, 0.17), (0.3, 0.27))
     assert diagnose_fit(learning_slowly, 10, 0.05, 0.8)["verdict"] == "underfit"
 
 
 def test_train_warns_once_as_soon_as_evaluation_disagrees(workdir, monkeypatch, capsys):
-    def confidently_wrong(model, images, *args, **kwargs):  # what evaluation mode gave on grayscale images
-        return torch.nn.functional.one_hot(torch.zeros(len(images), dtype=torch.long) + 1, 3) * 100.0
+    # what evaluation mode gave on grayscale images
+    def confidently_wrong(model, images, *args, **kwargs):
+        return (
+            torch.nn.functional.one_hot(torch.zeros(len(images), dtype=torch.long) + 1, 3) * 100.0
+        )
 
     prepare.main()
     monkeypatch.setattr(train, "predict_logits", confidently_wrong)
     train.main()
-    warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning:")]
-    assert len(warnings) == 1 and warnings[0].startswith("warning: evaluation disagrees with training: at epoch 1 ")
+    warnings = [
+        line for line in capsys.readouterr().out.splitlines() if line.startswith("warning:")
+    ]
+    assert len(warnings) == 1 and warnings[0].startswith(
+        "warning: evaluation disagrees with training: at epoch 1 "
+    )

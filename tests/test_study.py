@@ -1,5 +1,5 @@
-"""The optimizer study's driver: its settings' checks, and the whole study on a real DVC queue, on one machine
-and on several."""
+"""The optimizer study's driver: its settings' checks, and the whole study on a real DVC queue, on
+one machine and on several."""
 
 import json
 import os
@@ -16,7 +16,16 @@ from classifier.errors import UserError
 from classifier.params import parse_params
 from experiments.study import check_study, load_study
 from experiments.sweep import rounded, value_name
-from tests.conftest import REPO, diverging, dvc, make_dvc_repo, queue_logs, repro_and_commit, run, tiny_params
+from tests.conftest import (
+    REPO,
+    diverging,
+    dvc,
+    make_dvc_repo,
+    queue_logs,
+    repro_and_commit,
+    run,
+    tiny_params,
+)
 
 
 def write_study(repo: Path, study: dict) -> None:
@@ -24,17 +33,28 @@ def write_study(repo: Path, study: dict) -> None:
 
 
 def tiny_study(tmp_path, optimizers=("sgd", "adam"), diverge=True) -> Path:
-    """A committed tiny repository whose study sweeps sgd (diverging at its own lr, unless not diverge) and adam
-    (at lr 0.002, without weight decay, so that only its lr is swept), each at one lr: one sweep run and two
-    seeds each."""
+    """A committed tiny repository whose study sweeps sgd (diverging at its own lr, unless not
+    diverge) and adam (at lr 0.002, without weight decay, so that only its lr is swept), each at one
+    lr: one sweep run and two seeds each."""
     params = diverging(tiny_params(), "sgd") if diverge else tiny_params()
     params["optimizers"]["adam"].update(lr=0.002, weight_decay=0.0)
     params["train"].update(epochs=1, batch_size=8)
     repo = make_dvc_repo(tmp_path / "repo", params)
-    write_study(repo, {"optimizers": list(optimizers), "seeds": [0, 1], "changes": {"train.epochs": 2},
-                       "target_val_acc": 0.3,
-                       "sweep": {"factors": [1], "widen": 1e6, "max_widenings": 1 if diverge else 0,
-                                 "changes": {"train.epochs": 3}}})
+    write_study(
+        repo,
+        {
+            "optimizers": list(optimizers),
+            "seeds": [0, 1],
+            "changes": {"train.epochs": 2},
+            "target_val_acc": 0.3,
+            "sweep": {
+                "factors": [1],
+                "widen": 1e6,
+                "max_widenings": 1 if diverge else 0,
+                "changes": {"train.epochs": 3},
+            },
+        },
+    )
     run(["git", "commit", "-q", "-am", "a tiny study"], repo)
     return repro_and_commit(repo)
 
@@ -46,13 +66,19 @@ def test_the_committed_study_settings_are_valid(monkeypatch):
 
 def test_bad_study_settings_are_named(params):
     study = parse_params((REPO / "experiments/study.yaml").read_text())
-    with pytest.raises(UserError, match=r"study.yaml: 'optimizers' is \['sgd', 'adamax'\]; allowed: a list of sgd"):
+    with pytest.raises(
+        UserError, match=r"study.yaml: 'optimizers' is \['sgd', 'adamax'\]; allowed: a list of sgd"
+    ):
         check_study(params, {**study, "optimizers": ["sgd", "adamax"]})
-    with pytest.raises(UserError, match=r"study.yaml: 'seeds' is \[0\]; allowed: a list of at least 2 different"):
+    with pytest.raises(
+        UserError, match=r"study.yaml: 'seeds' is \[0\]; allowed: a list of at least 2 different"
+    ):
         check_study(params, {**study, "seeds": [0]})
     with pytest.raises(UserError, match=r"study.yaml: unknown key 'keep'"):
         check_study(params, {**study, "keep": ["optimizers.muon.lr"]})
-    with pytest.raises(UserError, match=r"'train.epochs' is 0; allowed: an integer in \[1, 10000\]"):
+    with pytest.raises(
+        UserError, match=r"'train.epochs' is 0; allowed: an integer in \[1, 10000\]"
+    ):
         check_study(params, {**study, "changes": {"train.epochs": 0}})
 
 
@@ -64,24 +90,38 @@ def test_study_runs_on_a_real_dvc_queue_and_a_docs_only_commit_trains_nothing(tm
 
     study = json.loads((repo / "reports/optimizers.json").read_text())
     sweep = study["sweep"]
-    assert sweep["sgd"]["lr"]["tried"]["1000.0"] == "diverged" and sweep["sgd"]["lr"]["chosen"] == 0.001
+    assert (
+        sweep["sgd"]["lr"]["tried"]["1000.0"] == "diverged"
+        and sweep["sgd"]["lr"]["chosen"] == 0.001
+    )
     assert set(sweep["adam"]["lr"]["tried"]) == {"2e-09", "0.002"}
-    assert isinstance(sweep["adam"]["lr"]["tried"]["2e-09"], float)  # params.yaml holds 2.0e-09, not '2e-09'
+    # params.yaml holds 2.0e-09, not '2e-09'
+    assert isinstance(sweep["adam"]["lr"]["tried"]["2e-09"], float)
     assert sweep["adam"]["weight_decay"]["not_swept"] == "weight decay 0"
     rows = {row["optimizer"]: row for row in study["rows"]}
     for name in ("sgd", "adam"):
-        assert (rows[name]["seeds"], rows[name]["ok"], rows[name]["lr"]) == (2, 2, sweep[name]["lr"]["chosen"])
+        assert (rows[name]["seeds"], rows[name]["ok"], rows[name]["lr"]) == (
+            2,
+            2,
+            sweep[name]["lr"]["chosen"],
+        )
         assert [len(run["curve"]) for run in study["runs"][name].values()] == [2, 2]
     table = (repo / "reports/optimizers.md").read_text()
     assert "| optimizer | lr | weight decay | test acc % (mean ± sd) |" in table and " ± " in table
     assert (repo / "plots/optimizers/curves.png").stat().st_size > 5000
     names = dvc("exp", "list", "--name-only", cwd=repo).split()
-    assert {"study-adam-seed1", "sweep-adam-0p002", "sweep-sgd-0p001", "sweep-sgd-0p001-wd0p0001"} <= set(names)
-    assert not any(name.startswith("sweep-sgd-0p001-wd100") for name in names)  # the lr sweep's best run
+    assert {
+        "study-adam-seed1",
+        "sweep-adam-0p002",
+        "sweep-sgd-0p001",
+        "sweep-sgd-0p001-wd0p0001",
+    } <= set(names)
+    # the lr sweep's best run
+    assert not any(name.startswith("sweep-sgd-0p001-wd100") for name in names)
     assert all("Running stage 'prepare'" not in log for log in queue_logs(repo, names).values())
 
-    # A commit that touches no stage's dependencies, then the study again: DVC's run cache restores every run
-    # that finished (the diverged one runs again until it diverges).
+    # A commit that touches no stage's dependencies, then the study again: DVC's run cache restores
+    # every run that finished (the diverged one runs again until it diverges).
     (repo / "README.md").write_text("a README-only change\n")
     run(["git", "add", "README.md"], repo)
     run(["git", "commit", "-q", "-m", "README only"], repo)
@@ -93,12 +133,19 @@ def test_study_runs_on_a_real_dvc_queue_and_a_docs_only_commit_trains_nothing(tm
 
 @pytest.mark.e2e
 def test_a_queue_worker_that_dies_is_restarted_once_then_named(tmp_path):
-    """kill -9 of DVC's queue worker while a run is running: the worker is started again, the run it left stuck as
-    'Running' is named with the worker's log, and after `dvc queue kill` the study runs again to the end."""
+    """kill -9 of DVC's queue worker while a run is running: the worker is started again, the run it
+    left stuck as 'Running' is named with the worker's log, and after `dvc queue kill` the study
+    runs again to the end."""
     repo = tiny_study(tmp_path, optimizers=["adam"], diverge=False)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    study = subprocess.Popen([sys.executable, "-m", "experiments.study"], cwd=repo, env=env, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    study = subprocess.Popen(
+        [sys.executable, "-m", "experiments.study"],
+        cwd=repo,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     worker_pid = repo / ".dvc/tmp/exps/celery/dvc-exp-worker-1.pid"
     while "Running" not in dvc("queue", "status", cwd=repo) or not worker_pid.exists():
         assert study.poll() is None, study.communicate()
@@ -109,9 +156,12 @@ def test_a_queue_worker_that_dies_is_restarted_once_then_named(tmp_path):
     assert study.returncode == 2, stderr
     assert "the DVC queue's worker stopped with 1 experiments waiting; starting it again" in stdout
     assert stderr.strip().splitlines()[-1] == (
-        "error: the DVC queue's worker stopped while experiment 'sweep-adam-0p002' was running (worker log: "
-        ".dvc/tmp/exps/celery/dvc-exp-worker-1.out); see `dvc queue status`, stop it with `dvc queue kill "
-        "sweep-adam-0p002`, then run this again: finished runs are kept")
+        "error: the DVC queue's worker stopped while experiment 'sweep-adam-0p002' was running "
+        "(worker log: "
+        ".dvc/tmp/exps/celery/dvc-exp-worker-1.out); see `dvc queue status`, stop it with `dvc "
+        "queue kill "
+        "sweep-adam-0p002`, then run this again: finished runs are kept"
+    )
     dvc("queue", "kill", "sweep-adam-0p002", cwd=repo)
     assert "wrote reports/optimizers.json" in run(["python", "-m", "experiments.study"], repo)
 
@@ -119,7 +169,8 @@ def test_a_queue_worker_that_dies_is_restarted_once_then_named(tmp_path):
 @pytest.mark.e2e
 def test_a_study_split_across_two_machines_is_collected_without_training(tmp_path):
     repo = tiny_study(tmp_path, diverge=False)
-    dvc("remote", "add", "-d", "team", str(tmp_path / "dvc-remote"), cwd=repo)  # the team's writable DVC remote
+    # the team's writable DVC remote
+    dvc("remote", "add", "-d", "team", str(tmp_path / "dvc-remote"), cwd=repo)
     run(["git", "commit", "-q", "-am", "the team's DVC remote"], repo)
     dvc("push", cwd=repo)
     origin = tmp_path / "origin.git"  # the team's Git remote
@@ -134,9 +185,14 @@ def test_a_study_split_across_two_machines_is_collected_without_training(tmp_pat
         assert f"shard {k}/2 ran {optimizer};" in output
         trained[k] = set(dvc("exp", "list", "--name-only", cwd=machine).split())
         lr = value_name(rounded(tiny_params()["optimizers"][optimizer]["lr"]))
-        assert trained[k] == {f"sweep-{optimizer}-{lr}", f"study-{optimizer}-seed0", f"study-{optimizer}-seed1"}
+        assert trained[k] == {
+            f"sweep-{optimizer}-{lr}",
+            f"study-{optimizer}-seed0",
+            f"study-{optimizer}-seed1",
+        }
 
     collected = run([sys.executable, "-m", "experiments.study"], tmp_path / "machine1")
-    assert "queued experiments" not in collected and "wrote reports/optimizers.json" in collected  # nothing trained
+    # nothing trained
+    assert "queued experiments" not in collected and "wrote reports/optimizers.json" in collected
     report = json.loads((tmp_path / "machine1/reports/optimizers.json").read_text())
     assert [(row["optimizer"], row["ok"]) for row in report["rows"]] == [("sgd", 2), ("adam", 2)]

@@ -1,5 +1,5 @@
-"""The recipe's pieces (optimizer, schedule, lookahead, augmentation, FLOP count, test-time views, precision),
-each on tiny tensors."""
+"""The recipe's pieces (optimizer, schedule, lookahead, augmentation, FLOP count, test-time views,
+precision), each on tiny tensors."""
 
 import copy
 import numpy as np
@@ -17,66 +17,101 @@ from classifier.training import epoch_scale, start_run, train_one_epoch, trainin
 
 def test_batch_norm_biases_get_their_own_lr_and_decay(params):
     model = build_model(params["model"], 3, 16)
-    optimizer = build_optimizer("nesterov", {"nesterov": {"lr": 0.5, "momentum": 0.85, "weight_decay": 0.01,
-                                                          "bias_lr_factor": 64}}, model)
+    optimizer = build_optimizer(
+        "nesterov",
+        {"nesterov": {"lr": 0.5, "momentum": 0.85, "weight_decay": 0.01, "bias_lr_factor": 64}},
+        model,
+    )
     others, norm_biases = optimizer.param_groups
     assert norm_biases["lr"] == 32 and norm_biases["weight_decay"] == pytest.approx(0.01 / 64)
     assert others["lr"] == 0.5 and others["weight_decay"] == 0.01 and others["nesterov"]
     bn_biases = {id(m.bias) for m in model.modules() if isinstance(m, nn.BatchNorm2d)}
     assert {id(p) for p in norm_biases["params"]} == bn_biases
-    frozen = {id(m.weight) for m in model.modules() if isinstance(m, nn.BatchNorm2d)} | {id(model.whiten.weight)}
+    frozen = {id(m.weight) for m in model.modules() if isinstance(m, nn.BatchNorm2d)} | {
+        id(model.whiten.weight)
+    }
     assert not frozen & {id(p) for p in others["params"]}
 
 
-@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])  # the pipeline's: last
-def test_muon_orthogonalises_the_filters_updates_and_trains_the_rest_with_its_nesterov_settings(params, memory_format):
+# the pipeline's: last
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_muon_orthogonalises_the_filters_updates_and_trains_the_rest_with_its_nesterov_settings(
+    params, memory_format
+):
     model = build_model(params["model"], 3, 16).to(memory_format=memory_format)
     twin = copy.deepcopy(model)
     nesterov = {"lr": 0.5, "momentum": 0.85, "weight_decay": 0.01, "bias_lr_factor": 64}
-    settings = {"muon": {"lr": 0.1, "momentum": 0.6, "weight_decay": 0.0, "others": nesterov}, "nesterov": nesterov}
-    muon, sgd = build_optimizer("muon", settings, model), build_optimizer("nesterov", settings, twin)
+    settings = {
+        "muon": {"lr": 0.1, "momentum": 0.6, "weight_decay": 0.0, "others": nesterov},
+        "nesterov": nesterov,
+    }
+    muon, sgd = (
+        build_optimizer("muon", settings, model),
+        build_optimizer("nesterov", settings, twin),
+    )
     x = torch.randn(8, 3, 16, 16)
     for net in (model, twin):
         torch.manual_seed(0)  # the same dropout in both
         net(x).logsumexp(1).mean().backward()
-    filters = {f"{name}.weight" for name, m in model.named_modules() if isinstance(m, nn.Conv2d)
-               and m.weight.requires_grad}
+    filters = {
+        f"{name}.weight"
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Conv2d) and m.weight.requires_grad
+    }
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
     muon.step()
     sgd.step()
-    assert filters and "whiten.weight" not in filters and len(muon.param_groups) == 3  # muon's, nesterov's two
+    # muon's, nesterov's two
+    assert filters and "whiten.weight" not in filters and len(muon.param_groups) == 3
     for (name, p), (_, twin_p) in zip(model.named_parameters(), twin.named_parameters()):
-        if name in filters:  # scaled to norm sqrt(out channels), then an orthogonalised step: the update's scale
-            matrix = before[name].reshape(len(p), -1)  # is the lr's, its spectrum flatter than the gradient's
+        # scaled to norm sqrt(out channels), then an orthogonalised step: the update's scale
+        if name in filters:
+            # is the lr's, its spectrum flatter than the gradient's
+            matrix = before[name].reshape(len(p), -1)
             held = matrix * len(p) ** 0.5 / matrix.norm()
             update = torch.linalg.svdvals((held - p.detach().reshape_as(matrix)) / 0.1)
             gradient = torch.linalg.svdvals(grads[name].reshape(len(p), -1))
-            assert 0.5 < update.max() < 1.5 and (update / update.max()).sum() > (gradient / gradient.max()).sum()
+            assert (
+                0.5 < update.max() < 1.5
+                and (update / update.max()).sum() > (gradient / gradient.max()).sum()
+            )
         else:
             assert torch.equal(p, twin_p), name
     restored = build_optimizer("muon", settings, copy.deepcopy(model))
     restored.load_state_dict(muon.state_dict())  # what train.resume does
     buffers = [state["momentum_buffer"] for state in restored.muon.state.values()]
     assert len(buffers) == len(filters) and all(buffer.abs().sum() > 0 for buffer in buffers)
-    for group in restored.param_groups:  # the schedule sets the lr here: the two optimizers must see it
+    for (
+        group
+    ) in restored.param_groups:  # the schedule sets the lr here: the two optimizers must see it
         group["lr"] = 0.5
-    assert [group["lr"] for group in restored.muon.param_groups + restored.sgd.param_groups] == [0.5] * 3
+    assert [group["lr"] for group in restored.muon.param_groups + restored.sgd.param_groups] == [
+        0.5
+    ] * 3
     muon.zero_grad()
     assert all(p.grad is None for p in model.parameters())
 
 
 def test_onecycle_schedule_rises_then_falls_to_the_end_factor():
     optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
-    train_params = {"lr_schedule": "onecycle", "warmup_fraction": 0.25, "lr_start_factor": 0.2,
-                    "lr_end_factor": 0.07}
+    train_params = {
+        "lr_schedule": "onecycle",
+        "warmup_fraction": 0.25,
+        "lr_start_factor": 0.2,
+        "lr_end_factor": 0.07,
+    }
     schedule = build_schedule(optimizer, train_params, total_steps=100)
     rates = []
     for _ in range(100):
         rates.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
         schedule.step()
-    assert rates[0] == pytest.approx(0.2) and max(rates) == pytest.approx(1.0) and rates.index(1.0) == 25
+    assert (
+        rates[0] == pytest.approx(0.2)
+        and max(rates) == pytest.approx(1.0)
+        and rates.index(1.0) == 25
+    )
     assert rates[-1] == pytest.approx(0.07 + 0.93 / 75)
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.07)
 
@@ -89,7 +124,8 @@ def test_lookahead_pulls_weights_to_their_average_and_ends_on_it():
         model.weight.fill_(1.0)
     lookahead.step(1)  # not a multiple of every: nothing happens
     assert model.weight.item() == 1.0
-    lookahead.step(2)  # decay 0.5**2 * (2/4)**3 = 1/32: the average moves 31/32 of the way to the weights
+    # decay 0.5**2 * (2/4)**3 = 1/32: the average moves 31/32 of the way to the weights
+    lookahead.step(2)
     assert model.weight.item() == pytest.approx(31 / 32)
     with torch.no_grad():
         model.weight.fill_(5.0)
@@ -107,29 +143,61 @@ def test_alternating_flip_mirrors_every_image_in_the_next_epoch():
     plain = images.permute(0, 3, 1, 2).float() / 255
     orientations = []
     for epoch in range(3):
-        (x, y), = training_batches(images, labels, mean, std, train_params, torch.device("cpu"), generator, epoch,
-                                   flip_bits)
+        ((x, y),) = training_batches(
+            images,
+            labels,
+            mean,
+            std,
+            train_params,
+            torch.device("cpu"),
+            generator,
+            epoch,
+            flip_bits,
+        )
         mirrored = {int(label): torch.equal(row, plain[label].flip(-1)) for row, label in zip(x, y)}
         assert all(mirrored[i] or torch.equal(row, plain[i]) for i, row in zip(y.tolist(), x))
         orientations.append([mirrored[i] for i in range(8)])
     assert orientations[0] == flip_bits.tolist()
-    assert orientations[1] == [not m for m in orientations[0]] and orientations[2] == orientations[0]
+    assert (
+        orientations[1] == [not m for m in orientations[0]] and orientations[2] == orientations[0]
+    )
 
 
 def test_scale_down_keeps_a_flat_image_flat_at_the_smaller_size():
     images = torch.full((2, 3, 32, 32), 0.5)
     smaller = scale_down(images, 0.75)
-    assert smaller.shape == (2, 3, 24, 24) and smaller.is_contiguous(memory_format=torch.channels_last)
+    assert smaller.shape == (2, 3, 24, 24) and smaller.is_contiguous(
+        memory_format=torch.channels_last
+    )
     assert torch.allclose(smaller, torch.full_like(smaller, 0.5))
 
 
 def test_low_res_epochs_train_on_smaller_images_and_count_fewer_flops(params):
     params["train"].update(epochs=2, low_res_fraction=0.5, low_res_scale=0.75, batch_size=8)
     rng = np.random.default_rng(0)
-    run = start_run(params, rng.integers(0, 256, (16, 16, 16, 3), dtype=np.uint8), rng.integers(0, 3, 16), list("abc"))
-    sizes = [next(training_batches(run.images, run.labels, run.mean, run.std, params["train"], run.device,
-                                   run.generator, epoch, run.flip_bits, epoch_scale(params, epoch)))[0].shape[-1]
-             for epoch in (0, 1)]
+    run = start_run(
+        params,
+        rng.integers(0, 256, (16, 16, 16, 3), dtype=np.uint8),
+        rng.integers(0, 3, 16),
+        list("abc"),
+    )
+    sizes = [
+        next(
+            training_batches(
+                run.images,
+                run.labels,
+                run.mean,
+                run.std,
+                params["train"],
+                run.device,
+                run.generator,
+                epoch,
+                run.flip_bits,
+                epoch_scale(params, epoch),
+            )
+        )[0].shape[-1]
+        for epoch in (0, 1)
+    ]
     assert sizes == [12, 16]
     low_res_flops, full_flops = train_one_epoch(run, 0, 1)[2], train_one_epoch(run, 1, 1)[2]
     assert low_res_flops < 0.7 * full_flops  # 0.56 of the pixels

@@ -1,19 +1,23 @@
-"""Benchmark: how fast this machine trains, against its own peak and a naive loop, and the pipeline's overheads.
+"""Benchmark: how fast this machine trains, against its own peak and a naive loop, and the
+pipeline's overheads.
 
     python -m tools.bench            (make bench) bench/results.json
     python -m tools.bench --profile  where the train stage's epoch spends its time, by operator
-    python -m tools.bench --predict  (make bench-predict) bench/predict.json: commands.predict on the test images
-                                     as files, against the evaluate stage on the same images
-    python -m tools.bench --anchor   (make bench-anchor) bench/anchor.json: the default train and evaluate stages
-                                     against the reference, airbench94's own code on the same prepared data, after
-                                     the train stage's epochs alone, validation aside
+    python -m tools.bench --predict  (make bench-predict) bench/predict.json: commands.predict on
+                                     the test images as files, against the evaluate stage on the
+                                     same images
+    python -m tools.bench --anchor   (make bench-anchor) bench/anchor.json: the default train and
+                                     evaluate stages against the reference, airbench94's own code on
+                                     the same prepared data, after the train stage's epochs alone,
+                                     validation aside
 
-Everything is measured in one run on the current machine: the peak matmul rates (fp32, bf16; at the start and
-again after the timed work, the higher kept); the train stage's own epochs (classifier.training.start_run and
-train_one_epoch, as `dvc repro` runs them, validation aside), their FLOPs and their share of the peak at the training
-precision; a naive PyTorch loop for context; each stage's time and peak memory; the train stage in 1 and in 2
-processes; a no-op `dvc repro`; `dvc pull` into a fresh clone. Throughputs are measured interleaved and
-repeated, and the median reported, because these machines are shared and noisy.
+Everything is measured in one run on the current machine: the peak matmul rates (fp32, bf16; at the
+start and again after the timed work, the higher kept); the train stage's own epochs
+(classifier.training.start_run and train_one_epoch, as `dvc repro` runs them, validation aside),
+their FLOPs and their share of the peak at the training precision; a naive PyTorch loop for context;
+each stage's time and peak memory; the train stage in 1 and in 2 processes; a no-op `dvc repro`;
+`dvc pull` into a fresh clone. Throughputs are measured interleaved and repeated, and the median
+reported, because these machines are shared and noisy.
 """
 
 import argparse
@@ -48,7 +52,8 @@ from classifier.training import epoch_scale, low_res_epochs, start_run, train_on
 RESULTS_JSON = Path("bench/results.json")
 PREDICT_JSON = Path("bench/predict.json")
 ANCHOR_JSON = Path("bench/anchor.json")
-ANCHOR_SCRIPT = Path("../shared/tools/anchor-airbench94-cpu.py")  # the team's runner of the reference
+# the team's runner of the reference
+ANCHOR_SCRIPT = Path("../shared/tools/anchor-airbench94-cpu.py")
 AIRBENCH = "airbench==0.1.8"  # the reference: airbench94's own code, from its PyPI source archive
 RAW_DVC_FILE = "data/raw/cifar10.tar.dvc"
 REPEATS = 3
@@ -57,7 +62,8 @@ STAGES = ("prepare", "train", "evaluate", "plot")
 
 
 def copy_code(dest: Path) -> Path:
-    """The code the stages and commands run, copied into a scratch folder where they run on other params."""
+    """The code the stages and commands run, copied into a scratch folder where they run on other
+    params."""
     for folder in ("classifier", "stages", "commands"):
         shutil.copytree(Path(folder), dest / folder, ignore=shutil.ignore_patterns("__pycache__"))
     return dest
@@ -74,19 +80,31 @@ def median_seconds(work, repeats: int = REPEATS) -> float:
 
 
 def machine(device: torch.device) -> dict:
-    """The date, and the CPU's model name, its cores and whether it computes bf16 natively (or the GPU's name)."""
+    """The date, and the CPU's model name, its cores and whether it computes bf16 natively (or the
+    GPU's name)."""
     if device.type == "cuda":
         return {"date": date.today().isoformat(), "machine": torch.cuda.get_device_name()}
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    names = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")]
-    bf16 = "bf16 instructions" if resolve_precision("auto", device) == "bf16" else "no bf16 instructions"
-    name = f"{names[0] if names else platform.machine()}, {len(os.sched_getaffinity(0))} cores, {bf16}"
+    names = [
+        line.split(":", 1)[1].strip()
+        for line in cpuinfo.splitlines()
+        if line.startswith("model name")
+    ]
+    bf16 = (
+        "bf16 instructions"
+        if resolve_precision("auto", device) == "bf16"
+        else "no bf16 instructions"
+    )
+    name = (
+        f"{names[0] if names else platform.machine()}, {len(os.sched_getaffinity(0))} cores, {bf16}"
+    )
     return {"date": date.today().isoformat(), "machine": name}
 
 
 def matmul_gflops(dtype: torch.dtype, device: str = "cpu", size: int = 4096) -> float:
-    """GFLOP/s of one large square matmul on the device, the fastest of REPEATS after a warm-up: the best its
-    matrix units do (a GPU is synchronised around each, as its kernels run asynchronously)."""
+    """GFLOP/s of one large square matmul on the device, the fastest of REPEATS after a warm-up: the
+    best its matrix units do (a GPU is synchronised around each, as its kernels run
+    asynchronously)."""
     a, b = (torch.randn(size, size, dtype=dtype, device=device) for _ in range(2))
     sync = torch.cuda.synchronize if device == "cuda" else lambda: None
 
@@ -100,17 +118,22 @@ def matmul_gflops(dtype: torch.dtype, device: str = "cpu", size: int = 4096) -> 
 
 
 def matmul_peaks(earlier: dict | None = None) -> dict:
-    """The CPU's peak matmul rates in fp32 and in bf16, or the higher of them and `earlier` ones: measured at the
-    start of a run and again after its timed work, since anything else the host runs slows a measurement."""
-    peaks = {"peak_gflops_fp32": round(matmul_gflops(torch.float32), 1),
-             "peak_gflops_bf16": round(matmul_gflops(torch.bfloat16), 1)}
+    """The CPU's peak matmul rates in fp32 and in bf16, or the higher of them and `earlier` ones:
+    measured at the start of a run and again after its timed work, since anything else the host runs
+    slows a measurement."""
+    peaks = {
+        "peak_gflops_fp32": round(matmul_gflops(torch.float32), 1),
+        "peak_gflops_bf16": round(matmul_gflops(torch.bfloat16), 1),
+    }
     return {key: max(rate, (earlier or peaks)[key]) for key, rate in peaks.items()}
 
 
-# ----------------------------------------------------------------------------- training throughput
+# ------------------------------------------------------------ training throughput
+
 
 def split_folder(raw: Path, split: str, dest: Path) -> Path:
-    """The raw data's train or test images written out as dest/<class>/<file>, whatever data.raw is."""
+    """The raw data's train or test images written out as dest/<class>/<file>, whatever data.raw
+    is."""
     for class_name, files in group_by_split(read_raw(raw), raw)[split].items():
         (dest / class_name).mkdir(parents=True, exist_ok=True)
         for path, contents in files:
@@ -118,18 +141,34 @@ def split_folder(raw: Path, split: str, dest: Path) -> Path:
     return dest
 
 
-def naive_loop(params: dict, train_dir: Path, stats: tuple[list[float], list[float]], class_count: int, side: int):
-    """The textbook loop, for context: ImageFolder, per-sample PIL transforms, DataLoader workers, fp32, NCHW.
-    Returns a function that trains NAIVE_STEPS steps."""
+def naive_loop(
+    params: dict,
+    train_dir: Path,
+    stats: tuple[list[float], list[float]],
+    class_count: int,
+    side: int,
+):
+    """The textbook loop, for context: ImageFolder, per-sample PIL transforms, DataLoader workers,
+    fp32, NCHW. Returns a function that trains NAIVE_STEPS steps."""
     from torchvision import datasets, transforms
 
-    transform = transforms.Compose([transforms.RandomCrop(side, padding=params["train"]["translate"],
-                                                          padding_mode="reflect"),
-                                    transforms.RandomHorizontalFlip(), transforms.ToTensor(),
-                                    transforms.Normalize(*stats)])
-    loader = torch.utils.data.DataLoader(datasets.ImageFolder(train_dir, transform), shuffle=True,
-                                         batch_size=params["train"]["batch_size"],
-                                         num_workers=len(os.sched_getaffinity(0)), persistent_workers=True)
+    transform = transforms.Compose(
+        [
+            transforms.RandomCrop(
+                side, padding=params["train"]["translate"], padding_mode="reflect"
+            ),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(*stats),
+        ]
+    )
+    loader = torch.utils.data.DataLoader(
+        datasets.ImageFolder(train_dir, transform),
+        shuffle=True,
+        batch_size=params["train"]["batch_size"],
+        num_workers=len(os.sched_getaffinity(0)),
+        persistent_workers=True,
+    )
     model = build_model(params["model"], class_count, side)
     optimizer = build_optimizer(params["optimizer"], params["optimizers"], model)
     batches = iter(loader)
@@ -147,8 +186,9 @@ def naive_loop(params: dict, train_dir: Path, stats: tuple[list[float], list[flo
 
 
 def epoch_rates(run, epochs: range, after_each=lambda: None) -> dict:
-    """Seconds, FLOPs, images/s and GFLOP/s of the train stage's epochs `epochs` (medians), after the epoch before
-    them, untimed: it warms up oneDNN's kernels for their image size (and the first trains the whitening bias)."""
+    """Seconds, FLOPs, images/s and GFLOP/s of the train stage's epochs `epochs` (medians), after
+    the epoch before them, untimed: it warms up oneDNN's kernels for their image size (and the first
+    trains the whitening bias)."""
     images = run.steps_per_epoch * run.params["train"]["batch_size"]
     train_one_epoch(run, epochs.start - 1)
     seconds, flops = [], []
@@ -158,23 +198,37 @@ def epoch_rates(run, epochs: range, after_each=lambda: None) -> dict:
         seconds.append(time.perf_counter() - started)
         after_each()
     epoch_seconds, epoch_flops = statistics.median(seconds), statistics.median(flops)
-    return {"side": round(run.images.shape[1] * epoch_scale(run.params, epochs.start)), "epochs": len(epochs),
-            "epoch_seconds": round(epoch_seconds, 2), "images_per_second": round(images / epoch_seconds, 1),
-            "mflop_per_image": round(epoch_flops / images / 1e6, 1),
-            "gflops": round(epoch_flops / epoch_seconds / 1e9, 1)}
+    return {
+        "side": round(run.images.shape[1] * epoch_scale(run.params, epochs.start)),
+        "epochs": len(epochs),
+        "epoch_seconds": round(epoch_seconds, 2),
+        "images_per_second": round(images / epoch_seconds, 1),
+        "mflop_per_image": round(epoch_flops / images / 1e6, 1),
+        "gflops": round(epoch_flops / epoch_seconds / 1e9, 1),
+    }
 
 
 def loop_rates(params: dict, run, after_full_epoch=lambda: None) -> dict:
-    """The train stage's small-image epochs (the first low_res_epochs, when there are at least two: one warms up)
-    and its full-size ones, medians of up to REPEATS epochs each; achieved_gflops is the default run's rate: its
-    epochs' FLOPs over their seconds."""
+    """The train stage's small-image epochs (the first low_res_epochs, when there are at least two:
+    one warms up) and its full-size ones, medians of up to REPEATS epochs each; achieved_gflops is
+    the default run's rate: its epochs' FLOPs over their seconds."""
     small = low_res_epochs(params)
     sizes = {"small": epoch_rates(run, range(1, min(small, REPEATS + 1)))} if small > 1 else {}
     sizes["full"] = epoch_rates(run, range(small + 1, small + 1 + REPEATS), after_full_epoch)
-    counts = {"small": small, "full": params["train"]["epochs"] - small} if "small" in sizes else {"full": 1}
+    counts = (
+        {"small": small, "full": params["train"]["epochs"] - small}
+        if "small" in sizes
+        else {"full": 1}
+    )
     total_seconds = sum(counts[size] * rates["epoch_seconds"] for size, rates in sizes.items())
-    gflop = sum(counts[size] * rates["epoch_seconds"] * rates["gflops"] for size, rates in sizes.items())
-    return {"precision": run.precision, "epoch_rates": sizes, "achieved_gflops": round(gflop / total_seconds, 1)}
+    gflop = sum(
+        counts[size] * rates["epoch_seconds"] * rates["gflops"] for size, rates in sizes.items()
+    )
+    return {
+        "precision": run.precision,
+        "epoch_rates": sizes,
+        "achieved_gflops": round(gflop / total_seconds, 1),
+    }
 
 
 def training_throughput(params: dict) -> dict:
@@ -182,29 +236,49 @@ def training_throughput(params: dict) -> dict:
     images, labels, class_names = load_split("train")
     run = start_run(params, images, labels, class_names)
     with tempfile.TemporaryDirectory() as tmp:
-        naive_steps = naive_loop(params, split_folder(Path(params["data"]["raw"]), "train", Path(tmp)), run.stats,
-                                 len(class_names), images.shape[1])
+        naive_steps = naive_loop(
+            params,
+            split_folder(Path(params["data"]["raw"]), "train", Path(tmp)),
+            run.stats,
+            len(class_names),
+            images.shape[1],
+        )
         naive = []
-        loop = loop_rates(params, run, lambda: naive.append(NAIVE_STEPS / median_seconds(naive_steps, 1)))
+        loop = loop_rates(
+            params, run, lambda: naive.append(NAIVE_STEPS / median_seconds(naive_steps, 1))
+        )
     full = loop["epoch_rates"]["full"]
-    return {"model": params["model"]["arch"], "batch_size": params["train"]["batch_size"], **loop,
-            "train_mflop_per_image": full["mflop_per_image"], "pipeline_images_per_second": full["images_per_second"],
-            "naive_images_per_second": round(params["train"]["batch_size"] * statistics.median(naive), 1)}
+    return {
+        "model": params["model"]["arch"],
+        "batch_size": params["train"]["batch_size"],
+        **loop,
+        "train_mflop_per_image": full["mflop_per_image"],
+        "pipeline_images_per_second": full["images_per_second"],
+        "naive_images_per_second": round(
+            params["train"]["batch_size"] * statistics.median(naive), 1
+        ),
+    }
 
 
 def shares(results: dict) -> dict:
-    """The achieved rate against the peaks, and the time the default's compute takes at that rate."""
+    """The achieved rate against the peaks, and the time the default's compute takes at that
+    rate."""
     train_pflop = json.loads(TRAIN_METRICS.read_text())["train_pflop"]
     achieved = results["achieved_gflops"]
-    return {"share_of_peak": peak_share(achieved, results["precision"], results),
-            "share_of_bf16_peak": peak_share(achieved, "bf16", results),
-            "default_train_pflop": train_pflop, "implied_train_seconds": round(train_pflop * 1e6 / achieved, 1),
-            "speedup_over_naive": round(results["pipeline_images_per_second"] / results["naive_images_per_second"],
-                                        2)}
+    return {
+        "share_of_peak": peak_share(achieved, results["precision"], results),
+        "share_of_bf16_peak": peak_share(achieved, "bf16", results),
+        "default_train_pflop": train_pflop,
+        "implied_train_seconds": round(train_pflop * 1e6 / achieved, 1),
+        "speedup_over_naive": round(
+            results["pipeline_images_per_second"] / results["naive_images_per_second"], 2
+        ),
+    }
 
 
 def profile_training(params: dict) -> str:
-    """torch.profiler's table of a few steps of the train stage's epoch, by operator, most time first."""
+    """torch.profiler's table of a few steps of the train stage's epoch, by operator, most time
+    first."""
     from torch.profiler import ProfilerActivity, profile
 
     run = start_run(params, *load_split("train"))
@@ -214,14 +288,21 @@ def profile_training(params: dict) -> str:
     return profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)
 
 
-# ----------------------------------------------------------------------------- pipeline overheads
+# ------------------------------------------------------------ pipeline overheads
+
 
 def run_measured(args: list[str], cwd: Path) -> tuple[float, float]:
-    """Wall seconds and peak resident memory (GB, the largest of the process and its children) of a command."""
-    probe = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
-             "code = subprocess.run(sys.argv[1:]).returncode; "
-             "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(code)")
-    result = subprocess.run([sys.executable, "-c", probe, *args], cwd=cwd, capture_output=True, text=True)
+    """Wall seconds and peak resident memory (GB, the largest of the process and its children) of a
+    command."""
+    probe = (
+        "import resource, subprocess, sys, time; t = time.perf_counter(); "
+        "code = subprocess.run(sys.argv[1:]).returncode; "
+        "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
+        "sys.exit(code)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe, *args], cwd=cwd, capture_output=True, text=True
+    )
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed in {cwd}:\n{result.stderr[-2000:]}")
     seconds, max_rss_kb = result.stdout.split()[-2:]
@@ -229,7 +310,8 @@ def run_measured(args: list[str], cwd: Path) -> tuple[float, float]:
 
 
 def stage_costs(repo: Path) -> dict:
-    """Time and peak memory of each stage, run in a scratch copy (train for one epoch: memory does not grow)."""
+    """Time and peak memory of each stage, run in a scratch copy (train for one epoch: memory does
+    not grow)."""
     with tempfile.TemporaryDirectory() as tmp:
         scratch = copy_code(Path(tmp))
         params = load_params(repo / "params.yaml")
@@ -258,13 +340,17 @@ def processes_throughput(repo: Path) -> dict:
                 run_measured([sys.executable, "-m", "stages.train"], scratch)
                 timing = json.loads((scratch / TIMING_METRICS).read_text())
                 results[processes].append(timing["images_per_second"])
-    return {"processes_images_per_second": {str(processes): round(statistics.median(rates), 1)
-                                            for processes, rates in results.items()}}
+    return {
+        "processes_images_per_second": {
+            str(processes): round(statistics.median(rates), 1)
+            for processes, rates in results.items()
+        }
+    }
 
 
 def dvc_overheads(repo: Path) -> dict:
-    """Median seconds of a no-op `dvc repro` (None when the pipeline is not up to date), and of `dvc pull` of the
-    raw data into a fresh clone with an empty cache."""
+    """Median seconds of a no-op `dvc repro` (None when the pipeline is not up to date), and of `dvc
+    pull` of the raw data into a fresh clone with an empty cache."""
     up_to_date = dvc("status", "--json", cwd=repo).stdout.strip() in ("", "{}")
     noop = median_seconds(lambda: dvc("repro", cwd=repo)) if up_to_date else None
     with tempfile.TemporaryDirectory() as tmp:
@@ -274,12 +360,16 @@ def dvc_overheads(repo: Path) -> dict:
         if shared.exists():
             os.symlink(shared, Path(tmp) / "shared")
         pull, _ = run_measured([sys.executable, "-m", "dvc", "pull", "-q", RAW_DVC_FILE], clone)
-    return {"noop_repro_seconds": None if noop is None else round(noop, 2), "fresh_pull_seconds": round(pull, 1)}
+    return {
+        "noop_repro_seconds": None if noop is None else round(noop, 2),
+        "fresh_pull_seconds": round(pull, 1),
+    }
 
 
 def predict_against_evaluate(repo: Path, params: dict) -> dict:
-    """Wall seconds and images per second of commands.predict on the test images as files (reading and decoding
-    included) and of the evaluate stage on the same images (prepared arrays), interleaved, median of REPEATS."""
+    """Wall seconds and images per second of commands.predict on the test images as files (reading
+    and decoding included) and of the evaluate stage on the same images (prepared arrays),
+    interleaved, median of REPEATS."""
     with tempfile.TemporaryDirectory() as tmp:
         scratch = copy_code(Path(tmp))
         folder = split_folder(Path(params["data"]["raw"]), "test", scratch / "test-images")
@@ -287,40 +377,82 @@ def predict_against_evaluate(repo: Path, params: dict) -> dict:
         for path in ("params.yaml", "models/model.pt", "data/prepared/test.npz"):
             (scratch / path).parent.mkdir(parents=True, exist_ok=True)
             (scratch / path).write_bytes((repo / path).read_bytes())
-        commands = {"predict": [sys.executable, "-m", "commands.predict", str(folder), "--out", "out.csv"],
-                    "evaluate": [sys.executable, "-m", "stages.evaluate"]}
+        commands = {
+            "predict": [sys.executable, "-m", "commands.predict", str(folder), "--out", "out.csv"],
+            "evaluate": [sys.executable, "-m", "stages.evaluate"],
+        }
         seconds = {name: [] for name in commands}
         for _ in range(REPEATS):
             for name, args in commands.items():
                 seconds[name].append(run_measured(args, scratch)[0])
-    return {name: {"images": count, "seconds": round(statistics.median(times), 1),
-                   "images_per_second": round(count / statistics.median(times), 1)} for name, times in seconds.items()}
+    return {
+        name: {
+            "images": count,
+            "seconds": round(statistics.median(times), 1),
+            "images_per_second": round(count / statistics.median(times), 1),
+        }
+        for name, times in seconds.items()
+    }
 
 
-# ----------------------------------------------------------------------------- against the reference
+# ------------------------------------------------------------ against the reference
+
 
 def airbench_source(dest: Path) -> Path:
     """airbench's own code, unpacked from its PyPI source archive (downloaded, not installed)."""
-    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-                    AIRBENCH, "-d", str(dest)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            AIRBENCH,
+            "-d",
+            str(dest),
+        ],
+        check=True,
+    )
     with tarfile.open(next(dest.glob("airbench-*.tar.gz"))) as archive:
         archive.extractall(dest, filter="data")
     return next(path for path in dest.iterdir() if path.is_dir())
 
 
 def reference_run(repo: Path, script: Path, tmp: Path, precision: str) -> dict:
-    """The reference trained on the prepared training split in our training precision, its 6-view test accuracy."""
+    """The reference trained on the prepared training split in our training precision, its 6-view
+    test accuracy."""
     out = tmp / "reference.json"
-    run_measured([sys.executable, str(script.resolve()), str((repo / "data/prepared").resolve()),
-                  str(airbench_source(tmp)), "--precision", precision, "--out", str(out)], repo)
+    run_measured(
+        [
+            sys.executable,
+            str(script.resolve()),
+            str((repo / "data/prepared").resolve()),
+            str(airbench_source(tmp)),
+            "--precision",
+            precision,
+            "--out",
+            str(out),
+        ],
+        repo,
+    )
     result = json.loads(out.read_text())
-    return {"recipe": result["recipe"], "test_acc": result["test_acc"]["tta2"], "epochs": result["epochs"],
-            "precision": precision, "train_pflop": result["train_pflop"], "train_seconds": result["train_seconds"],
-            "images_per_second": round(result["images_seen"] / result["train_seconds"], 1)}
+    return {
+        "recipe": result["recipe"],
+        "test_acc": result["test_acc"]["tta2"],
+        "epochs": result["epochs"],
+        "precision": precision,
+        "train_pflop": result["train_pflop"],
+        "train_seconds": result["train_seconds"],
+        "images_per_second": round(result["images_seen"] / result["train_seconds"], 1),
+    }
 
 
 def pipeline_run(repo: Path, tmp: Path) -> dict:
-    """The train and evaluate stages with the committed params, as `dvc repro` runs them, in a scratch copy."""
+    """The train and evaluate stages with the committed params, as `dvc repro` runs them, in a
+    scratch copy."""
     scratch = copy_code(tmp / "pipeline")
     (scratch / "params.yaml").write_bytes((repo / "params.yaml").read_bytes())
     os.symlink((repo / "data/prepared").resolve(), scratch / "data/prepared")
@@ -328,11 +460,16 @@ def pipeline_run(repo: Path, tmp: Path) -> dict:
         run_measured([sys.executable, "-m", f"stages.{stage}"], scratch)
     timing = json.loads((scratch / TIMING_METRICS).read_text())
     params = load_params(repo / "params.yaml")
-    return {"recipe": f"this repository's default ({params['optimizer']}, per-epoch validation included)",
-            "test_acc": json.loads((scratch / EVALUATE_METRICS).read_text())["test_acc"],
-            "epochs": params["train"]["epochs"], "precision": timing["precision"],
-            "train_pflop": json.loads((scratch / TRAIN_METRICS).read_text())["train_pflop"],
-            "train_seconds": timing["train_seconds"], "images_per_second": timing["images_per_second"]}
+    return {
+        "recipe": f"this repository's default ({params['optimizer']}, per-epoch validation "
+        "included)",
+        "test_acc": json.loads((scratch / EVALUATE_METRICS).read_text())["test_acc"],
+        "epochs": params["train"]["epochs"],
+        "precision": timing["precision"],
+        "train_pflop": json.loads((scratch / TRAIN_METRICS).read_text())["train_pflop"],
+        "train_seconds": timing["train_seconds"],
+        "images_per_second": timing["images_per_second"],
+    }
 
 
 def peak_share(gflops: float, precision: str, peaks: dict) -> float:
@@ -341,15 +478,22 @@ def peak_share(gflops: float, precision: str, peaks: dict) -> float:
 
 
 def share_of_peak(run: dict, peaks: dict) -> dict:
-    """The run with its training FLOP/s (training FLOPs / training seconds) against the peak at its precision."""
+    """The run with its training FLOP/s (training FLOPs / training seconds) against the peak at its
+    precision."""
     gflops = run["train_pflop"] * 1e6 / run["train_seconds"]
-    return {**run, "achieved_gflops": round(gflops, 1), "share_of_peak": peak_share(gflops, run["precision"], peaks)}
+    return {
+        **run,
+        "achieved_gflops": round(gflops, 1),
+        "share_of_peak": peak_share(gflops, run["precision"], peaks),
+    }
 
 
 def against_reference(repo: Path, script: Path) -> tuple[dict, dict]:
     """This repository's default training and the reference's, one after the other in one run."""
     if not script.exists():
-        raise UserError(f"{script} is not here: it is the team's runner of the reference (../shared/tools)")
+        raise UserError(
+            f"{script} is not here: it is the team's runner of the reference (../shared/tools)"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         print("the train and evaluate stages with the committed params ...", flush=True)
         ours = pipeline_run(repo, Path(tmp))
@@ -358,12 +502,16 @@ def against_reference(repo: Path, script: Path) -> tuple[dict, dict]:
 
 
 def compared(ours: dict, reference: dict) -> dict:
-    return {"ours": ours, "reference": reference,
-            "seconds_ratio": round(ours["train_seconds"] / reference["train_seconds"], 3),
-            "reaches_reference_accuracy": ours["test_acc"] >= reference["test_acc"]}
+    return {
+        "ours": ours,
+        "reference": reference,
+        "seconds_ratio": round(ours["train_seconds"] / reference["train_seconds"], 3),
+        "reaches_reference_accuracy": ours["test_acc"] >= reference["test_acc"],
+    }
 
 
-# ----------------------------------------------------------------------------- the modes
+# ------------------------------------------------------------ the modes
+
 
 def bench(repo: Path, params: dict, device: torch.device) -> dict:
     print("peak matmul rates ...", flush=True)
@@ -373,13 +521,22 @@ def bench(repo: Path, params: dict, device: torch.device) -> dict:
     results.update(matmul_peaks(started))
     results.update(shares(results))
     print("stage costs, 1 and 2 training processes, no-op repro, fresh pull ...", flush=True)
-    return {**results, **stage_costs(repo), **processes_throughput(repo), **dvc_overheads(repo),
-            "repeats": REPEATS}
+    return {
+        **results,
+        **stage_costs(repo),
+        **processes_throughput(repo),
+        **dvc_overheads(repo),
+        "repeats": REPEATS,
+    }
 
 
 def bench_predict(repo: Path, params: dict, device: torch.device) -> dict:
-    return {**machine(device), "tta": params["evaluate"]["tta"], **predict_against_evaluate(repo, params),
-            "repeats": REPEATS}
+    return {
+        **machine(device),
+        "tta": params["evaluate"]["tta"],
+        **predict_against_evaluate(repo, params),
+        "repeats": REPEATS,
+    }
 
 
 def bench_anchor(repo: Path, params: dict, device: torch.device, script: Path) -> dict:
@@ -388,16 +545,33 @@ def bench_anchor(repo: Path, params: dict, device: torch.device, script: Path) -
     loop = loop_rates(params, start_run(params, *load_split("train")))
     ours, reference = against_reference(repo, script)
     peaks = matmul_peaks(started)
-    return {**machine(device), **peaks, **compared(share_of_peak(ours, peaks), share_of_peak(reference, peaks)),
-            "ours_loop": {**loop, "share_of_peak": peak_share(loop["achieved_gflops"], loop["precision"], peaks)}}
+    return {
+        **machine(device),
+        **peaks,
+        **compared(share_of_peak(ours, peaks), share_of_peak(reference, peaks)),
+        "ours_loop": {
+            **loop,
+            "share_of_peak": peak_share(loop["achieved_gflops"], loop["precision"], peaks),
+        },
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", action="store_true", help="print where a training step spends its time")
-    parser.add_argument("--predict", action="store_true", help="time commands.predict against the evaluate stage")
-    parser.add_argument("--anchor", action="store_true", help="train the default and the reference side by side")
-    parser.add_argument("--anchor-script", type=Path, default=ANCHOR_SCRIPT, help="the runner of the reference")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="print where a training step spends its time"
+    )
+    parser.add_argument(
+        "--predict", action="store_true", help="time commands.predict against the evaluate stage"
+    )
+    parser.add_argument(
+        "--anchor", action="store_true", help="train the default and the reference side by side"
+    )
+    parser.add_argument(
+        "--anchor-script", type=Path, default=ANCHOR_SCRIPT, help="the runner of the reference"
+    )
     args = parser.parse_args()
     params = load_params()
     if args.profile:
