@@ -193,15 +193,15 @@ def read_raw(raw: Path) -> list[Entry]:
     if not (raw.is_dir() or is_archive(raw)):
         raise UserError(
             f"params.yaml: 'data.raw' is '{raw}', which is neither an image folder nor "
-            f"{ARCHIVE_KINDS}; "
-            "run `make data` (dvc pull) or `make download`, or point it at your own data"
+            f"{ARCHIVE_KINDS}; run `make data` (dvc pull) or `make download`, or point it at "
+            "your own data"
         )
     entries = sorted(read_entries(raw), key=lambda entry: entry.path)
     unreadable = [f"{entry.path} ({entry.problem})" for entry in entries if entry.problem]
     if unreadable:
         raise UserError(
-            f"{raw}: {len(unreadable)} entries cannot be read: {examples(unreadable)}; remove them "
-            "or replace them with the files themselves"
+            f"{raw}: {len(unreadable)} entries cannot be read: {examples(unreadable)}; remove "
+            "them or replace them with the files themselves"
         )
     return entries
 
@@ -238,16 +238,16 @@ def group_by_split(
     if skipped:
         print(
             f"note: skipped {len(skipped)} files that are not <split>/<class>/<image> with an "
-            "image suffix "
-            f"({', '.join(sorted(IMAGE_SUFFIXES))}) or are hidden: {examples(skipped)}",
+            f"image suffix ({', '.join(sorted(IMAGE_SUFFIXES))}) or are hidden: "
+            f"{examples(skipped)}",
             flush=True,
         )
     for split, classes in layout.items():
         if not classes:
             raise UserError(
                 f"{raw} holds no {split}/<class>/<image> files "
-                f"({', '.join(sorted(IMAGE_SUFFIXES))}); "
-                "lay it out as [folder/]train/<class>/* and [folder/]test/<class>/*"
+                f"({', '.join(sorted(IMAGE_SUFFIXES))}); lay it out as [folder/]train/<class>/* "
+                "and [folder/]test/<class>/*"
             )
     empty = [
         f"{split}/{name}"
@@ -257,8 +257,8 @@ def group_by_split(
     ]
     if empty:
         raise UserError(
-            f"{raw}: {len(empty)} class folders hold no images ({examples(empty)}); add images or "
-            "remove the folders"
+            f"{raw}: {len(empty)} class folders hold no images ({examples(empty)}); add images "
+            "or remove the folders"
         )
     return layout
 
@@ -293,15 +293,13 @@ def decode_images(files: list[tuple[str, bytes]], workers: int | None = None) ->
     if unreadable:
         raise UserError(
             f"{len(unreadable)} files are not readable images (empty, corrupt, truncated or not "
-            "images "
-            f"despite their suffix): {examples(unreadable)}; remove or replace them"
+            f"images despite their suffix): {examples(unreadable)}; remove or replace them"
         )
     converted = sorted(path for _, _, changed in chunks for path in changed)
     if converted:
         print(
-            f"note: converted {len(converted)} images that were not 8-bit RGB (grayscale, palette, "
-            "alpha or "
-            f"16-bit) to 8-bit RGB: {examples(converted)}",
+            f"note: converted {len(converted)} images that were not 8-bit RGB (grayscale, "
+            f"palette, alpha or 16-bit) to 8-bit RGB: {examples(converted)}",
             flush=True,
         )
     sizes = {}
@@ -311,8 +309,8 @@ def decode_images(files: list[tuple[str, bytes]], workers: int | None = None) ->
     if len(sizes) > 1:
         raise UserError(
             "images differ in size: "
-            f"{', '.join(f'{p} is {w}x{h}' for (h, w), p in sizes.items())}; "
-            "resize them to one size first"
+            f"{', '.join(f'{p} is {w}x{h}' for (h, w), p in sizes.items())}; resize them to one "
+            "size first"
         )
     stacked = np.empty((len(files), *chunks[0][0][0].shape), dtype=np.uint8)
     for i, (images, _, _) in enumerate(chunks):
@@ -327,8 +325,8 @@ def read_dataset(raw: Path) -> tuple[list[str], dict[str, tuple[np.ndarray, np.n
     class_names = sorted(layout["train"])
     if sorted(layout["test"]) != class_names:
         raise UserError(
-            f"{raw}: train and test have different class folders ({', '.join(class_names)} against "
-            f"{', '.join(sorted(layout['test']))}); they must match"
+            f"{raw}: train and test have different class folders ({', '.join(class_names)} "
+            f"against {', '.join(sorted(layout['test']))}); they must match"
         )
     if len(class_names) < 2:
         raise UserError(
@@ -361,8 +359,8 @@ def stratified_split(
         if n_val == 0 or n_val == len(members):
             raise UserError(
                 f"params.yaml: 'data.val_fraction' {val_fraction} leaves class "
-                f"'{class_names[label]}' "
-                f"({len(members)} images) with an empty split; use a fraction nearer 0.5"
+                f"'{class_names[label]}' ({len(members)} images) with an empty split; use a "
+                "fraction nearer 0.5"
             )
         val_idx.append(members[:n_val])
         train_idx.append(members[n_val:])

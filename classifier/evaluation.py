@@ -7,9 +7,8 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import classification_report
 
-from classifier.batches import scale_down
+from classifier.batches import scale_down, stats_tensors, to_input
 from classifier.device import autocast, resolve_precision, setup_torch
-from classifier.batches import stats_tensors, to_input
 
 
 @torch.no_grad()

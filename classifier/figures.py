@@ -72,8 +72,8 @@ def plot_curves(history: list[dict], fit: dict):
         axis.grid(alpha=0.3)
         axis.legend()
     figure.suptitle(
-        f"Learning curves: {VERDICT_WORDS[fit['verdict']]} "
-        f"(train - validation accuracy {fit['train_val_gap']:+.3f})"
+        f"Learning curves: {VERDICT_WORDS[fit['verdict']]} (train - validation accuracy "
+        f"{fit['train_val_gap']:+.3f})"
     )
     return figure
 

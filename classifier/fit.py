@@ -20,14 +20,12 @@ def disagreement(history: list[dict], num_classes: int) -> str | None:
         if lift(row["train_acc"]) >= 0.3 and lift(row["val_acc"]) < 0.1:
             return (
                 f"at epoch {row['epoch']} validation accuracy was {row['val_acc']:.3f}, near "
-                "chance "
-                f"({chance:.3f}), while training accuracy was {row['train_acc']:.3f}"
+                f"chance ({chance:.3f}), while training accuracy was {row['train_acc']:.3f}"
             )
         if row["val_loss"] > 3 * highest_train_loss:
             return (
-                f"at epoch {row['epoch']} validation loss was {row['val_loss']:.4g}, over 3 times "
-                "the highest "
-                f"training loss ({highest_train_loss:.4g})"
+                f"at epoch {row['epoch']} validation loss was {row['val_loss']:.4g}, over 3 "
+                f"times the highest training loss ({highest_train_loss:.4g})"
             )
     return None
 
@@ -57,14 +55,13 @@ def diagnose_fit(
     if disagrees:
         return {"verdict": "mismatch", **numbers, "evidence": f"{disagrees}; {DISAGREEMENT_ADVICE}"}
     gap_text = (
-        f"train accuracy {final['train_acc']:.3f} against validation {final['val_acc']:.3f} at the "
-        "last "
-        f"epoch, a gap of {gap:+.3f} (threshold {overfit_gap})"
+        f"train accuracy {final['train_acc']:.3f} against validation {final['val_acc']:.3f} at "
+        f"the last epoch, a gap of {gap:+.3f} (threshold {overfit_gap})"
     )
     if val_loss_rise > 0:
         loss_text = (
-            f"validation loss was lowest at epoch {best['epoch']} and rose "
-            f"{val_loss_rise:.3f} after it"
+            f"validation loss was lowest at epoch {best['epoch']} and rose {val_loss_rise:.3f} "
+            "after it"
         )
     else:
         loss_text = "validation loss was still falling at the last epoch"

@@ -9,7 +9,6 @@ from torch import nn
 from classifier.errors import UserError
 from classifier.files import save_torch
 
-
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
 
 

@@ -4,7 +4,6 @@ for a model, its learning-rate schedule, and lookahead."""
 import torch
 from torch import nn
 
-
 OPTIMIZERS = {
     "sgd": (torch.optim.SGD, {}),
     "nesterov": (torch.optim.SGD, {"nesterov": True}),

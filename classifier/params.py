@@ -1,9 +1,9 @@
 """params.yaml, read and checked, so that a bad value stops a stage before any work."""
 
 import difflib
-from collections.abc import Hashable
 import inspect
 import re
+from collections.abc import Hashable
 from pathlib import Path
 
 import yaml
@@ -110,8 +110,8 @@ def load_params(path: Path = PARAMS_FILE) -> dict:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or "unreadable"
         raise UserError(
-            f"{path} is not valid YAML{where} ({problem}); fix it, or restore it with "
-            f"`git checkout {path}`"
+            f"{path} is not valid YAML{where} ({problem}); fix it, or restore it with `git "
+            f"checkout {path}`"
         ) from None
     if not isinstance(params, dict) or not params:
         raise UserError(
@@ -191,9 +191,8 @@ def check_data(params: dict) -> None:
     raw = Path(get(params, "data.raw"))
     if not raw.exists():
         raise UserError(
-            f"params.yaml: 'data.raw' is '{raw}', which does not exist; run `make data` (dvc pull) "
-            "or "
-            "`make download`, or point it at a tar archive or image folder laid out as "
+            f"params.yaml: 'data.raw' is '{raw}', which does not exist; run `make data` (dvc "
+            "pull) or `make download`, or point it at a tar archive or image folder laid out as "
             "train/<class>/* and test/<class>/*"
         )
 
@@ -276,8 +275,8 @@ def check_train(params: dict) -> None:
     require(
         batch_size % processes == 0,
         "train.batch_size",
-        f"a multiple of train.processes ({processes}): each process takes an equal share of every "
-        "batch",
+        f"a multiple of train.processes ({processes}): each process takes an equal share of "
+        "every batch",
         batch_size,
     )
     check_model(params)

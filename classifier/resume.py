@@ -13,7 +13,6 @@ from classifier.errors import UserError
 from classifier.files import RESUME_FILE, save_torch
 from classifier.training import Run
 
-
 CHECKPOINT_FORMAT = 3  # 2: a random generator state per process (train.processes); 3: compute.*
 
 
@@ -65,10 +64,9 @@ def load_state(key: str) -> dict | None:
     """The checkpoint to resume from, or None (with the reason) when there is none that matches."""
     if not RESUME_FILE.exists() and in_temporary_workspace():
         raise UserError(
-            f"train.resume is true, but this queued experiment's workspace has no {RESUME_FILE}: a "
-            f"queued run gets only what Git tracks; queue it with `-C {RESUME_FILE.parent}` (dvc "
-            "exp "
-            "run --queue --copy-paths), or resume in the workspace: `dvc exp run -S "
+            f"train.resume is true, but this queued experiment's workspace has no {RESUME_FILE}: "
+            f"a queued run gets only what Git tracks; queue it with `-C {RESUME_FILE.parent}` "
+            "(dvc exp run --queue --copy-paths), or resume in the workspace: `dvc exp run -S "
             "train.resume=true`"
         )
     if not RESUME_FILE.exists():
@@ -82,8 +80,7 @@ def load_state(key: str) -> dict | None:
     if state.get("fingerprint") != key:
         print(
             f"warning: {RESUME_FILE} is from other params or data (or an older version of this "
-            "code); starting "
-            "from epoch 1",
+            "code); starting from epoch 1",
             flush=True,
         )
         return None

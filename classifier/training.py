@@ -70,35 +70,35 @@ def check_fits(params: dict, images: np.ndarray, class_names: list[str]) -> None
     if batch_size > len(images):
         raise UserError(
             f"params.yaml: 'train.batch_size' is {batch_size}, more than the {len(images)} "
-            "training "
-            f"images; use at most {len(images)} (or more data)"
+            f"training images; use at most {len(images)} (or more data)"
         )
     side = images.shape[1]
     # a trial model must not move the seeded generators
-    with (
-        torch.random.fork_rng(devices=[]),
-        torch.no_grad(),
-    ):
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
         model = build_model(params["model"], len(class_names), side).eval()
-        pools = sum(isinstance(module, nn.MaxPool2d) for module in model.modules())
-        too_deep = f"params.yaml: model.arch '{arch}' halves the image {pools} times, too often for"
+    pools = sum(isinstance(module, nn.MaxPool2d) for module in model.modules())
+    too_deep = f"params.yaml: model.arch '{arch}' halves the image {pools} times, too often for"
+    if not takes(model, side):
+        raise UserError(
+            f"{too_deep} {side}x{side} images; use larger images or model.arch seed_cnn with "
+            "fewer widths"
+        )
+    low = low_res_side(params, side)
+    if low_res_epochs(params) and not takes(model, low):
+        raise UserError(
+            f"{too_deep} the {low}x{low} images of the first epochs; raise 'train.low_res_scale' "
+            "or set 'train.low_res_fraction' to 0"
+        )
+
+
+def takes(model: nn.Module, side: int) -> bool:
+    """Whether the model runs on side x side images (too many poolings leave nothing to pool)."""
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
         try:
             model(torch.zeros(1, 3, side, side))
         except RuntimeError:
-            raise UserError(
-                f"{too_deep} {side}x{side} images; use larger images or model.arch seed_cnn with "
-                "fewer "
-                "widths"
-            ) from None
-        if low_res_epochs(params):
-            low = low_res_side(params, side)
-            try:
-                model(torch.zeros(1, 3, low, low))
-            except RuntimeError:
-                raise UserError(
-                    f"{too_deep} the {low}x{low} images of the first epochs; raise "
-                    "'train.low_res_scale' or set 'train.low_res_fraction' to 0"
-                ) from None
+            return False
+    return True
 
 
 def start_run(params: dict, images: np.ndarray, labels: np.ndarray, class_names: list[str]) -> Run:
@@ -207,8 +207,8 @@ def train_one_epoch(run: Run, epoch: int, steps: int | None = None) -> tuple[flo
             torch.isfinite(loss) if distributed.world_size() == 1 else distributed.all_finite(loss)
         ):
             raise TrainingDiverged(
-                f"training diverged (loss {loss.item()}) at step {step} of epoch {epoch + 1}/"
-                f"{train_params['epochs']}; lower the optimizer's lr in params.yaml"
+                f"training diverged (loss {loss.item()}) at step {step} of epoch "
+                f"{epoch + 1}/{train_params['epochs']}; lower the optimizer's lr in params.yaml"
             )
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -112,8 +112,7 @@ def main() -> None:
     except (OSError, RuntimeError) as error:
         raise UserError(
             f"could not fetch CIFAR-10 from {URL} ({error}); check your internet connection, or "
-            "get "
-            "the data with `make data` (dvc pull)"
+            "get the data with `make data` (dvc pull)"
         ) from None
     print(f"wrote {archive}; record it with `dvc add {archive}` before `dvc repro`")
 

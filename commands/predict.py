@@ -25,8 +25,6 @@ import torch
 from torchvision.transforms.v2.functional import resize
 from tqdm import tqdm
 
-from classifier.errors import UserError, run_main
-from classifier.evaluation import predictor
 from classifier.data import (
     IMAGE_SUFFIXES,
     decode_rgb,
@@ -36,8 +34,10 @@ from classifier.data import (
     quiet_stderr,
     read_entries,
 )
-from classifier.models import load_checkpoint
+from classifier.errors import UserError, run_main
+from classifier.evaluation import predictor
 from classifier.files import MODEL_FILE, write_text
+from classifier.models import load_checkpoint
 from classifier.params import check_eval, load_params
 
 CHUNK_BATCHES = 8  # batches per progress-bar step

@@ -33,21 +33,12 @@ from classifier.params import (
     check_train,
     get,
     load_params,
-    parse_params,
+    require,
 )
-from classifier.params import require
-from experiments.queue import drive, my_share, run_queue, with_changes
+from experiments.queue import drive, load_settings, my_share, run_queue, with_changes
 from experiments.report import ABLATION_JSON, ABLATION_MD, write_ablation_report
 
 ABLATION_FILE = Path("experiments/ablation.yaml")
-
-
-def load_ablation(path: Path = ABLATION_FILE) -> dict:
-    """experiments/ablation.yaml, read as params.yaml is (one YAML loader) and checked against
-    params."""
-    ablation = parse_params(path.read_text())
-    check_ablation(load_params(), ablation, path)
-    return ablation
 
 
 def check_ablation(params: dict, ablation: dict, path: Path = ABLATION_FILE) -> None:
@@ -139,7 +130,7 @@ def run_share(ablation: dict, shard: tuple[int, int]) -> list[str]:
 
 
 def main() -> None:
-    params, ablation = load_params(), load_ablation()
+    params, ablation = load_params(), load_settings(ABLATION_FILE, check_ablation)
     drive(
         __doc__,
         lambda shard: run_share(ablation, shard),

@@ -20,8 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from classifier.errors import UserError
 from classifier.device import alive
+from classifier.errors import UserError
 from classifier.files import (
     EVALUATE_METRICS,
     HISTORY_CSV,
@@ -49,6 +49,16 @@ RANK = {
     "Queued": 2,
     "Running": 3,
 }
+
+
+def load_settings(path: Path, check) -> dict:
+    """A driver's settings (experiments/study.yaml or ablation.yaml), read as params.yaml is (one
+    YAML loader), then check(params, settings, path)."""
+    if not path.exists():
+        raise UserError(f"{path} not found; run this from the repository root")
+    settings = parse_params(path.read_text())
+    check(load_params(), settings, path)
+    return settings
 
 
 def with_changes(params: dict, changes: dict) -> dict:
@@ -176,8 +186,8 @@ def wait_for(names: list[str]) -> None:
         polls_without_worker = 0 if alive else polls_without_worker + 1
         if polls_without_worker == DEAD_POLLS and not restarted:
             print(
-                f"the DVC queue's worker stopped with {len(waiting)} experiments waiting; starting "
-                "it again",
+                f"the DVC queue's worker stopped with {len(waiting)} experiments waiting; "
+                "starting it again",
                 flush=True,
             )
             start_worker()
@@ -186,9 +196,9 @@ def wait_for(names: list[str]) -> None:
             logs = " ".join(str(path) for path in sorted(Path().glob(WORKER_LOGS))) or "none found"
             raise UserError(
                 f"the DVC queue's worker stopped while experiment '{waiting[0]}' was "
-                f"{states[waiting[0]].lower()} (worker log: {logs}); see `dvc queue status`, stop "
-                "it "
-                f"with `dvc queue kill {waiting[0]}`, then run this again: finished runs are kept"
+                f"{states[waiting[0]].lower()} (worker log: {logs}); see `dvc queue status`, "
+                f"stop it with `dvc queue kill {waiting[0]}`, then run this again: finished runs "
+                "are kept"
             )
         time.sleep(POLL_SECONDS)
 
@@ -251,9 +261,8 @@ def queue_and_wait(runs: dict[str, dict]) -> dict[str, str]:
     if waiting:
         plural = "s" if len(waiting) > 1 else ""
         print(
-            f"running {len(waiting)} queued experiment{plural} (the run cache restores those that "
-            "ran before): "
-            f"{', '.join(waiting)}",
+            f"running {len(waiting)} queued experiment{plural} (the run cache restores those "
+            f"that ran before): {', '.join(waiting)}",
             flush=True,
         )
         start_worker()
@@ -311,8 +320,8 @@ def drive(doc: str, run_share, write_report, command: str) -> None:
         push_runs(git_remote)
     print(
         f"shard {shard[0]}/{shard[1]} ran {', '.join(ran) or 'nothing (more shards than runs)'}; "
-        "once every shard "
-        f"has finished, `{command}` on any machine pulls their runs and writes the report"
+        f"once every shard has finished, `{command}` on any machine pulls their runs and writes "
+        "the report"
     )
 
 
@@ -379,7 +388,6 @@ def pull_runs(git_remote: str) -> None:
         reason = (pulled.stderr or pulled.stdout).strip().splitlines()[-1:]
         print(
             f"warning: could not pull experiments from '{git_remote}' ({' '.join(reason)}); the "
-            "runs that other "
-            "machines pushed will run here again",
+            "runs that other machines pushed will run here again",
             flush=True,
         )

@@ -142,8 +142,8 @@ def sweep_table(sweep: dict[str, dict]) -> str:
     return markdown_table(
         [
             "optimizer",
-            "validation accuracy at each lr tried, at its own weight decay (the chosen "
-            "one in bold)",
+            "validation accuracy at each lr tried, at its own weight decay (the chosen one in "
+            "bold)",
             "validation accuracy at each weight decay tried, at the chosen lr",
         ],
         rows,
@@ -156,17 +156,14 @@ def study_report(study: dict) -> str:
     changes = ", ".join(f"`{key}: {value}`" for key, value in method["changes"].items())
     return (
         "# Optimizer study\n\nWritten by `make study` (`experiments/study.py`) from "
-        f"`{STUDY_JSON}`. "
-        "Every optimizer trains the default model on the same data at the study's budget "
-        f"({changes}), its "
-        f"lr and weight decay chosen on validation accuracy (seed {method['seeds'][0]}), then once "
-        "per seed "
-        f"({', '.join(map(str, method['seeds']))}); test accuracy only reports.\n\n"
-        f"## Results\n\n{results_table(study['rows'], method['target_val_acc'])}\n"
-        "## Which differences are larger than the "
-        f"noise\n\n{comparison_table(study['comparisons'])}\n"
-        f"## The sweeps\n\n{sweep_table(study['sweep'])}\n"
-        f"![validation curves of each optimizer](../{STUDY_PNG})\n"
+        f"`{STUDY_JSON}`. Every optimizer trains the default model on the same data at the "
+        f"study's budget ({changes}), its lr and weight decay chosen on validation accuracy "
+        f"(seed {method['seeds'][0]}), then once per seed "
+        f"({', '.join(map(str, method['seeds']))}); test accuracy only reports.\n\n## "
+        f"Results\n\n{results_table(study['rows'], method['target_val_acc'])}\n## Which "
+        f"differences are larger than the noise\n\n{comparison_table(study['comparisons'])}\n## "
+        f"The sweeps\n\n{sweep_table(study['sweep'])}\n![validation curves of each "
+        f"optimizer](../{STUDY_PNG})\n"
     )
 
 
@@ -240,11 +237,9 @@ def ablation_report(ablation: dict) -> str:
     ]
     return (
         "# Ablation\n\nWritten by `make ablation` (`experiments/ablation.py`) from "
-        f"`{ABLATION_JSON}`. Every "
-        f"run is the default with the reference's changes ({change_text(ablation['reference'])}), "
-        "then its "
-        "own; one seed each, so a difference under the seed-to-seed spread (the `seed-1` row) is "
-        "noise.\n\n"
+        f"`{ABLATION_JSON}`. Every run is the default with the reference's changes "
+        f"({change_text(ablation['reference'])}), then its own; one seed each, so a difference "
+        "under the seed-to-seed spread (the `seed-1` row) is noise.\n\n"
         + markdown_table(
             ["run", "change from the reference", "test accuracy", "Δ points", "PFLOP", "train s"],
             rows,

@@ -18,8 +18,6 @@ import shutil
 from pathlib import Path
 
 from classifier.errors import run_main
-from classifier.fit import fit_text
-from experiments.gitdvc import dvc, read_at
 from classifier.files import (
     CLASSES_CSV,
     CONFUSION_PNG,
@@ -28,7 +26,9 @@ from classifier.files import (
     parse_history,
     write_text,
 )
+from classifier.fit import fit_text
 from classifier.params import PARAMS_FILE, parse_params
+from experiments.gitdvc import dvc, read_at
 
 FIGURES = {"learning curves": CURVES_PNG, "test confusion matrix": CONFUSION_PNG}
 
@@ -94,8 +94,7 @@ def render(old: str, new: str, out: Path) -> str:
     lines += [
         "",
         "Every chart, interactive (learning curves, learning rate, confusion matrices, F1 per "
-        "class): "
-        "[charts/index.html](charts/index.html).",
+        "class): [charts/index.html](charts/index.html).",
         "",
     ]
     return "\n".join(lines)

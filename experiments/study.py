@@ -33,10 +33,9 @@ from classifier.params import (
     get,
     load_params,
     number,
-    parse_params,
     require,
 )
-from experiments.queue import drive, my_share, run_queue, with_changes
+from experiments.queue import drive, load_settings, my_share, run_queue, with_changes
 from experiments.report import STUDY_JSON, STUDY_MD, STUDY_PNG, write_study_report
 from experiments.statistics import compare, run_summary, summary_row
 from experiments.sweep import SWEPT, final_runs, new_choices, sweep_optimizers
@@ -49,14 +48,6 @@ STUDY_KEYS = {
     "target_val_acc": set(),
     "sweep": {"factors": set(), "widen": set(), "max_widenings": set(), "changes": None},
 }
-
-
-def load_study(path: Path = STUDY_FILE) -> dict:
-    """experiments/study.yaml, read as params.yaml is (one YAML loader) and checked against
-    params."""
-    study = parse_params(path.read_text())
-    check_study(load_params(), study, path)
-    return study
 
 
 def check_study(params: dict, study: dict, path: Path = STUDY_FILE) -> None:
@@ -153,8 +144,7 @@ def run_study(params: dict, study: dict) -> None:
     if changes:
         print(
             "write the study's choices into params.yaml, so that `dvc exp run -S optimizer=X` "
-            "trains X with them "
-            f"(and `dvc repro` again): {'; '.join(changes)}"
+            f"trains X with them (and `dvc repro` again): {'; '.join(changes)}"
         )
 
 
@@ -167,7 +157,7 @@ def run_share(params: dict, study: dict, shard: tuple[int, int]) -> list[str]:
 
 
 def main() -> None:
-    params, study = load_params(), load_study()
+    params, study = load_params(), load_settings(STUDY_FILE, check_study)
     drive(
         __doc__,
         lambda shard: run_share(params, study, shard),

@@ -8,10 +8,9 @@ recall, F1 and support per class), plots/evaluate/confusion.csv (one row per tes
 import torch
 from sklearn.metrics import classification_report, confusion_matrix
 
-from classifier.errors import UserError, run_main
 from classifier.data import load_split
+from classifier.errors import UserError, run_main
 from classifier.evaluation import class_report, loss_and_accuracy, predictor
-from classifier.models import load_checkpoint
 from classifier.files import (
     CLASSES_CSV,
     CONFUSION_CSV,
@@ -21,6 +20,7 @@ from classifier.files import (
     write_csv,
     write_json,
 )
+from classifier.models import load_checkpoint
 from classifier.params import check_eval, load_params
 
 
@@ -32,9 +32,8 @@ def main() -> None:
     if class_names != checkpoint["class_names"] or test_images.shape[1] != checkpoint["image_size"]:
         raise UserError(
             f"{MODEL_FILE} was trained on {checkpoint['image_size']}-pixel images of classes "
-            f"{checkpoint['class_names']}; the test split has {test_images.shape[1]}-pixel images "
-            "of "
-            f"{class_names}; retrain it with `dvc repro train`"
+            f"{checkpoint['class_names']}; the test split has {test_images.shape[1]}-pixel "
+            f"images of {class_names}; retrain it with `dvc repro train`"
         )
 
     logits = predictor(model, checkpoint, params).logits(

@@ -8,8 +8,8 @@ and classifier.fit gives it again for the README and the review report).
 
 import numpy as np
 
-from classifier.errors import UserError, run_main
 from classifier.data import load_split
+from classifier.errors import UserError, run_main
 from classifier.figures import (
     close,
     plot_confusion,
@@ -18,7 +18,6 @@ from classifier.figures import (
     plot_samples,
     split_shapes,
 )
-from classifier.fit import VERDICT_WORDS, diagnose_fit
 from classifier.files import (
     CONFUSION_CSV,
     CONFUSION_PNG,
@@ -26,12 +25,13 @@ from classifier.files import (
     FIT_METRICS,
     HISTORY_CSV,
     MISCLASSIFIED_PNG,
-    read_history,
     SAMPLES_PNG,
     read_confusion,
+    read_history,
     save_figure,
     write_json,
 )
+from classifier.fit import VERDICT_WORDS, diagnose_fit
 from classifier.params import check_plot, load_params
 
 

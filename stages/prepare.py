@@ -7,10 +7,9 @@ stage draws sample images and names the shapes again.
 
 from pathlib import Path
 
-from classifier.errors import run_main
-from classifier.data import read_dataset, stratified_split
-from classifier.data import save_split
 from classifier.batches import scale_pixels
+from classifier.data import read_dataset, save_split, stratified_split
+from classifier.errors import run_main
 from classifier.params import check_data, load_params
 
 

@@ -14,11 +14,9 @@ import torch
 from dvclive import Live
 
 from classifier import distributed
-from classifier.errors import run_main
 from classifier.data import load_split
-from classifier.fit import DISAGREEMENT_ADVICE, disagreement
+from classifier.errors import run_main
 from classifier.evaluation import loss_and_accuracy, predict_logits
-from classifier.models import save_checkpoint
 from classifier.files import (
     HISTORY_CSV,
     LIVE_DIR,
@@ -26,8 +24,11 @@ from classifier.files import (
     RESUME_FILE,
     TIMING_METRICS,
     TRAIN_METRICS,
+    write_csv,
+    write_json,
 )
-from classifier.files import write_csv, write_json
+from classifier.fit import DISAGREEMENT_ADVICE, disagreement
+from classifier.models import save_checkpoint
 from classifier.params import check_train, load_params
 from classifier.resume import fingerprint, load_state, restore, rng_state, save_state
 from classifier.training import (
@@ -102,7 +103,8 @@ def train(
         save_state(run, epoch + 1, history, train_flops, key, rng_states)
         print(
             f"epoch {epoch + 1:3d}/{epochs}  train loss {train_loss:.4f} acc {train_acc:.4f}  "
-            f"val loss {val_loss:.4f} acc {val_acc:.4f}  ({time.perf_counter() - started:.0f} s)",
+            f"val loss {val_loss:.4f} acc {val_acc:.4f}  ({time.perf_counter() - started:.0f} "
+            "s)",
             flush=True,
         )
         why = disagreement(history, len(val_split[2]))
@@ -164,9 +166,9 @@ def main() -> None:
                 else ""
             )
             print(
-                f"training {params['model']['arch']} with {params['optimizer']} on {run.device} in "
-                f"{run.precision} ({len(train_split[0])} train / {len(val_split[0])} val images, "
-                f"{params['train']['epochs']} epochs{low_res}{processes})",
+                f"training {params['model']['arch']} with {params['optimizer']} on {run.device} "
+                f"in {run.precision} ({len(train_split[0])} train / {len(val_split[0])} val "
+                f"images, {params['train']['epochs']} epochs{low_res}{processes})",
                 flush=True,
             )
         key = fingerprint(params, [train_split, val_split])

@@ -8,11 +8,16 @@ import pytest
 import torch
 from PIL import Image
 
-from classifier.batches import cutout, flip_where, translate
+from classifier.batches import cutout, flip_where, scale_pixels, translate
+from classifier.data import (
+    decode_images,
+    load_split,
+    read_dataset,
+    read_raw,
+    save_split,
+    stratified_split,
+)
 from classifier.errors import UserError
-from classifier.data import decode_images, read_dataset, read_raw, stratified_split
-from classifier.batches import scale_pixels
-from classifier.data import load_split, save_split
 from tests.conftest import CLASSES, make_archive, make_image_folder
 
 

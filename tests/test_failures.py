@@ -92,8 +92,8 @@ def test_a_batch_larger_than_the_training_split(workdir, params):
     write_params(workdir, params)
     prepare.main()
     assert fails(workdir, "train") == (
-        "error: params.yaml: 'train.batch_size' is 500, more than the 96 training "
-        "images; use at most 96 (or more data)"
+        "error: params.yaml: 'train.batch_size' is 500, more than the 96 training images; use "
+        "at most 96 (or more data)"
     )
     assert not (workdir / "models").exists() and not (workdir / "metrics").exists()
 
@@ -113,9 +113,9 @@ def test_low_res_epochs_too_small_for_the_model(workdir, params):
     write_params(workdir, params)
     prepare.main()
     assert fails(workdir, "train") == (
-        "error: params.yaml: model.arch 'fast_cnn' halves the image 3 times, too "
-        "often for the 8x8 images of the first epochs; raise "
-        "'train.low_res_scale' or set 'train.low_res_fraction' to 0"
+        "error: params.yaml: model.arch 'fast_cnn' halves the image 3 times, too often for the "
+        "8x8 images of the first epochs; raise 'train.low_res_scale' or set "
+        "'train.low_res_fraction' to 0"
     )
     assert not (workdir / "models").exists() and not (workdir / "metrics").exists()
 
@@ -133,9 +133,8 @@ class Payload:
     [
         (
             "missing",
-            "models/model.pt not found; retrain it with `dvc repro train` (or fetch the committed "
-            "one with "
-            "`dvc pull`)",
+            "models/model.pt not found; retrain it with `dvc repro train` (or fetch the "
+            "committed one with `dvc pull`)",
         ),
         ("truncated", "models/model.pt is not a readable checkpoint"),
         ("code", "models/model.pt is not a readable checkpoint (UnpicklingError)"),
@@ -151,8 +150,7 @@ class Payload:
         (
             "image size",
             "was trained on 8-pixel images of classes ['circle', 'cross', 'square']; the test "
-            "split has "
-            "16-pixel images",
+            "split has 16-pixel images",
         ),
     ],
 )
@@ -250,9 +248,8 @@ def test_resume_ignores_a_checkpoint_of_other_params(workdir):
     ).communicate()
     assert process.returncode == 0
     assert (
-        "warning: checkpoints/train.pt is from other params or data (or an older version of this "
-        "code); "
-        "starting from epoch 1"
+        "warning: checkpoints/train.pt is from other params or data (or an older version of "
+        "this code); starting from epoch 1"
     ) in stdout
 
 
@@ -274,8 +271,6 @@ def test_an_unreachable_remote_says_how_to_get_the_data(tmp_path, params):
     ours = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert ours == [
         "error: could not pull data/raw/cifar10.tar from the DVC remote 'storage' "
-        f"({tmp_path}/nowhere); "
-        "check that it is reachable, or with internet access run `make download` to fetch the "
-        "official "
-        "CIFAR-10 release instead"
+        f"({tmp_path}/nowhere); check that it is reachable, or with internet access run `make "
+        "download` to fetch the official CIFAR-10 release instead"
     ]

@@ -157,8 +157,7 @@ def test_stage_reports_one_line_and_writes_nothing(workdir, params):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: params.yaml: 'optimizer' is 'adamax'; allowed: sgd | nesterov | adam | adamw | "
-        "rmsprop | adagrad"
-        " | nadam | muon"
+        "rmsprop | adagrad | nadam | muon"
     ]
     assert not (workdir / "models").exists() and not (workdir / "metrics").exists()
 

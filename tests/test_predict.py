@@ -147,12 +147,11 @@ def test_the_command_fails_only_when_nothing_could_be_classified(workdir, tmp_pa
     result = run_predict([str(tmp_path / "broken.png"), str(tmp_path / "missing.jpg")], workdir)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.splitlines() == [
-        f"warning: skipped {tmp_path}/broken.png: not a readable image (empty, corrupt, truncated "
-        "or another format)",
+        f"warning: skipped {tmp_path}/broken.png: not a readable image (empty, corrupt, "
+        "truncated or another format)",
         f"warning: skipped {tmp_path}/missing.jpg: no such file or folder",
-        f"error: no readable images in {tmp_path}/broken.png, {tmp_path}/missing.jpg; give image "
-        "files "
-        "(.jpeg, .jpg, .png, .webp), folders of them or tar archives",
+        f"error: no readable images in {tmp_path}/broken.png, {tmp_path}/missing.jpg; give "
+        "image files (.jpeg, .jpg, .png, .webp), folders of them or tar archives",
     ]
     bad_out = run_predict(["x.png", "--out", "table.txt"], workdir)
     assert (
@@ -179,8 +178,8 @@ def test_an_empty_file_and_a_refused_member_are_warned_of_and_a_compressed_archi
         str(single),
     ]
     assert err.splitlines() == [
-        f"warning: skipped {tmp_path}/empty.png: not a readable image (empty, corrupt, truncated "
-        "or another format)",
-        f"warning: skipped {tmp_path}/photos.tar.gz:photos/../../escaped.png: its path climbs out "
-        "of the archive",
+        f"warning: skipped {tmp_path}/empty.png: not a readable image (empty, corrupt, "
+        "truncated or another format)",
+        f"warning: skipped {tmp_path}/photos.tar.gz:photos/../../escaped.png: its path climbs "
+        "out of the archive",
     ]

@@ -1,7 +1,7 @@
 """The README's tables are generated from the committed results: a stale number fails here."""
 
-from tools.readme import BLOCK, BLOCKS, render
 from tests.conftest import REPO
+from tools.readme import BLOCK, BLOCKS, render
 
 
 def test_readme_has_every_generated_block_once():

@@ -69,7 +69,6 @@ def test_soak(tmp_path):
     assert run(["git", "status", "--porcelain"], repo) == ""
     print(
         f"\nsoak: 20 experiments, {sum(seconds):.0f} s in all ({min(seconds):.1f} to "
-        f"{max(seconds):.1f} s each); "
-        f"{len(changed)} files changed by them; exp remove, exp remove -A, gc -w; status, git "
-        "status, doctor clean"
+        f"{max(seconds):.1f} s each); {len(changed)} files changed by them; exp remove, exp "
+        "remove -A, gc -w; status, git status, doctor clean"
     )

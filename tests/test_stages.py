@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from classifier.data import load_split
 from classifier.evaluation import loss_and_accuracy, predictor
 from classifier.figures import split_shapes
 from classifier.files import read_history
 from classifier.fit import diagnose_fit
 from classifier.models import load_checkpoint
-from classifier.data import load_split
 from classifier.training import TrainingDiverged
 from stages import evaluate, plot, prepare, train
 from tests.conftest import CLASSES, diverging, start_stage, write_params
@@ -198,8 +198,8 @@ def test_validation_at_chance_while_training_climbs_is_a_mismatch_not_over_fitti
     at_chance = diagnose_fit(rows((0.5, 0.1), (0.9, 0.12), (0.95, 0.7)), 10, 0.05, 0.8)
     assert at_chance["verdict"] == "mismatch"
     assert at_chance["evidence"].startswith(
-        "at epoch 1 validation accuracy was 0.100, near chance (0.100), while "
-        "training accuracy was 0.500"
+        "at epoch 1 validation accuracy was 0.100, near chance (0.100), while training accuracy "
+        "was 0.500"
     )
     assert "batch norm's running statistics" in at_chance["evidence"]
     exploding = diagnose_fit(rows((0.3, 0.3), (0.5, 0.45), val_losses=[0.9, 134.0]), 10, 0.05, 0.8)

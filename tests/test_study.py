@@ -14,7 +14,8 @@ import yaml
 
 from classifier.errors import UserError
 from classifier.params import parse_params
-from experiments.study import check_study, load_study
+from experiments.queue import load_settings
+from experiments.study import STUDY_FILE, check_study
 from experiments.sweep import rounded, value_name
 from tests.conftest import (
     REPO,
@@ -61,7 +62,7 @@ def tiny_study(tmp_path, optimizers=("sgd", "adam"), diverge=True) -> Path:
 
 def test_the_committed_study_settings_are_valid(monkeypatch):
     monkeypatch.chdir(REPO)
-    assert load_study()["optimizers"]
+    assert load_settings(STUDY_FILE, check_study)["optimizers"]
 
 
 def test_bad_study_settings_are_named(params):
@@ -157,10 +158,8 @@ def test_a_queue_worker_that_dies_is_restarted_once_then_named(tmp_path):
     assert "the DVC queue's worker stopped with 1 experiments waiting; starting it again" in stdout
     assert stderr.strip().splitlines()[-1] == (
         "error: the DVC queue's worker stopped while experiment 'sweep-adam-0p002' was running "
-        "(worker log: "
-        ".dvc/tmp/exps/celery/dvc-exp-worker-1.out); see `dvc queue status`, stop it with `dvc "
-        "queue kill "
-        "sweep-adam-0p002`, then run this again: finished runs are kept"
+        "(worker log: .dvc/tmp/exps/celery/dvc-exp-worker-1.out); see `dvc queue status`, stop "
+        "it with `dvc queue kill sweep-adam-0p002`, then run this again: finished runs are kept"
     )
     dvc("queue", "kill", "sweep-adam-0p002", cwd=repo)
     assert "wrote reports/optimizers.json" in run(["python", "-m", "experiments.study"], repo)

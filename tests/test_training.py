@@ -2,15 +2,16 @@
 precision), each on tiny tensors."""
 
 import copy
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from classifier.models import build_model
 from classifier.batches import scale_down, training_batches
 from classifier.device import resolve_precision
 from classifier.evaluation import predict_logits
+from classifier.models import build_model
 from classifier.optim import Lookahead, build_optimizer, build_schedule
 from classifier.training import epoch_scale, start_run, train_one_epoch, training_flops_per_image
 

@@ -38,16 +38,15 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from classifier.errors import UserError
-from classifier.data import group_by_split, read_raw
-from classifier.data import load_split
+from classifier.data import group_by_split, load_split, read_raw
 from classifier.device import resolve_precision, setup_torch
-from experiments.gitdvc import dvc, git
+from classifier.errors import UserError
+from classifier.files import EVALUATE_METRICS, TIMING_METRICS, TRAIN_METRICS, write_json
 from classifier.models import build_model
 from classifier.optim import build_optimizer
-from classifier.files import EVALUATE_METRICS, TIMING_METRICS, TRAIN_METRICS, write_json
 from classifier.params import load_params
 from classifier.training import epoch_scale, low_res_epochs, start_run, train_one_epoch
+from experiments.gitdvc import dvc, git
 
 RESULTS_JSON = Path("bench/results.json")
 PREDICT_JSON = Path("bench/predict.json")
@@ -295,10 +294,9 @@ def run_measured(args: list[str], cwd: Path) -> tuple[float, float]:
     """Wall seconds and peak resident memory (GB, the largest of the process and its children) of a
     command."""
     probe = (
-        "import resource, subprocess, sys, time; t = time.perf_counter(); "
-        "code = subprocess.run(sys.argv[1:]).returncode; "
-        "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
-        "sys.exit(code)"
+        "import resource, subprocess, sys, time; t = time.perf_counter(); code = "
+        "subprocess.run(sys.argv[1:]).returncode; print(time.perf_counter() - t, "
+        "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(code)"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe, *args], cwd=cwd, capture_output=True, text=True

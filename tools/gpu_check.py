@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from classifier.errors import UserError, run_main
-from experiments.gitdvc import dvc, read_at
 from classifier.files import EVALUATE_METRICS, TIMING_METRICS, TRAIN_METRICS, write_json
+from experiments.gitdvc import dvc, read_at
 from tools.bench import matmul_gflops
 
 GPU_JSON = Path("bench/gpu.json")

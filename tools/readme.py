@@ -11,10 +11,8 @@ import json
 import re
 from pathlib import Path
 
-
+from classifier.files import read_csv, read_history
 from classifier.fit import fit_text
-from classifier.files import read_history
-from classifier.files import read_csv
 from classifier.params import load_params
 
 README = Path("README.md")
@@ -140,8 +138,8 @@ def bench_block(root: Path) -> str:
                 f"{bench['peak_gflops_fp32']:.0f} / {bench['peak_gflops_bf16']:.0f} GFLOP/s",
             ],
             [
-                f"the train stage's epochs ({precision}, batch {bench['batch_size']}, validation "
-                "aside)",
+                f"the train stage's epochs ({precision}, batch {bench['batch_size']}, "
+                "validation aside)",
                 rates_by_size(bench),
             ],
             [
@@ -151,13 +149,13 @@ def bench_block(root: Path) -> str:
             *bf16,
             [
                 "default training compute, and the time it implies at this rate",
-                f"{bench['default_train_pflop']:.3f} PFLOP, {bench['implied_train_seconds']:,.0f} "
-                "s",
+                f"{bench['default_train_pflop']:.3f} PFLOP, "
+                f"{bench['implied_train_seconds']:,.0f} s",
             ],
             [
                 "naive loop for context (fp32, `ImageFolder` + `DataLoader`)",
-                f"{bench['naive_images_per_second']:.0f} images/s "
-                f"(the pipeline is {bench['speedup_over_naive']:.2f}x faster)",
+                f"{bench['naive_images_per_second']:.0f} images/s (the pipeline is "
+                f"{bench['speedup_over_naive']:.2f}x faster)",
             ],
             [
                 "train stage, one epoch, in 1 / 2 processes (`train.processes`, gloo on the CPU)",
@@ -201,10 +199,8 @@ def anchor_block(root: Path) -> str:
     loop = anchor["ours_loop"]
     return (
         f"{anchor['machine']}, {anchor['date']}; peak matmul (4096²) fp32 "
-        f"{anchor['peak_gflops_fp32']:.0f}, "
-        f"bf16 {anchor['peak_gflops_bf16']:.0f} GFLOP/s; both trained in {ours['precision']}, one "
-        "after the "
-        "other:\n\n"
+        f"{anchor['peak_gflops_fp32']:.0f}, bf16 {anchor['peak_gflops_bf16']:.0f} GFLOP/s; both "
+        f"trained in {ours['precision']}, one after the other:\n\n"
         + table(
             [
                 "run",
@@ -219,11 +215,10 @@ def anchor_block(root: Path) -> str:
             rows,
         )
         + f"\nSeconds against the reference's: **{anchor['seconds_ratio']:.2f}x** at "
-        f"{(ours['test_acc'] - reference['test_acc']) * 100:+.2f} points.\n\n"
-        "The default's training loop alone, validation aside, timed in the "
-        f"same run right before: {rates_by_size(loop)}, **{percent(loop['share_of_peak'])}** of "
-        "the "
-        f"{loop['precision']} peak against the reference's {percent(reference['share_of_peak'])}.\n"
+        f"{(ours['test_acc'] - reference['test_acc']) * 100:+.2f} points.\n\nThe default's "
+        "training loop alone, validation aside, timed in the same run right before: "
+        f"{rates_by_size(loop)}, **{percent(loop['share_of_peak'])}** of the {loop['precision']} "
+        f"peak against the reference's {percent(reference['share_of_peak'])}.\n"
     )
 
 
