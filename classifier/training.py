@@ -3,7 +3,7 @@
 
 import copy
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -14,7 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 from classifier import distributed
-from classifier.batches import channel_stats, scale_down, stats_tensors, to_input, training_batches
+from classifier.batches import channel_stats, stats_tensors, to_input, training_batches
 from classifier.device import autocast, resolve_precision, setup_torch
 from classifier.errors import UserError
 from classifier.models import build_model, init_whitening
@@ -53,6 +53,7 @@ class Run:
     schedule: torch.optim.lr_scheduler.LambdaLR
     lookahead: Lookahead
     generator: torch.Generator  # shuffling and augmentation
+    flops_per_image: dict = field(default_factory=dict)  # (side, whitening bias trains): FLOPs
 
     @property
     def steps_per_epoch(self) -> int:
@@ -160,22 +161,24 @@ def wrapped(model: nn.Module, device: torch.device) -> nn.Module:
     )
 
 
-def train_one_epoch(run: Run, epoch: int, steps: int | None = None) -> tuple[float, float, float]:
+def train_one_epoch(
+    run: Run, epoch: int, steps: int | None = None, progress: tqdm | None = None
+) -> tuple[float, float, float]:
     """Epoch `epoch` (from 0) of the run, or its first `steps` batches: train loss and accuracy, and
     the FLOPs.
 
     The whitening conv's bias trains for the first train.whiten_bias_epochs only: frozen, it saves
     the first block's input gradient. After the last epoch the weights move to lookahead's average.
     In a distributed run every process cuts the same batches and trains on its share of each; loss
-    and accuracy are over all shares.
+    and accuracy are over all shares. progress, a bar of the whole run's GFLOP, advances with every
+    step and shows the epoch, the step and the loss and accuracy so far.
     """
-    train_params, batch_size = run.params["train"], run.params["train"]["batch_size"]
+    train_params = run.params["train"]
     if hasattr(run.model, "whiten"):
         run.model.whiten.bias.requires_grad_(epoch < train_params["whiten_bias_epochs"])
     steps = steps or run.steps_per_epoch
     scale = epoch_scale(run.params, epoch)
-    sample = scale_down(to_input(run.images[:2], run.mean, run.std, run.device), scale)
-    flops = training_flops_per_image(run.model, sample) * steps * batch_size
+    flops = epoch_flops(run, epoch, steps)
     batches = training_batches(
         run.images,
         run.labels,
@@ -189,17 +192,9 @@ def train_one_epoch(run: Run, epoch: int, steps: int | None = None) -> tuple[flo
         scale,
     )
     batches = share(itertools.islice(batches, steps))
-    progress = tqdm(
-        batches,
-        total=steps,
-        desc=f"epoch {epoch + 1}/{train_params['epochs']}",
-        leave=False,
-        mininterval=1.0,
-        disable=not distributed.is_main(),
-    )
     run.net.train()
     total_loss = total_correct = total_seen = 0.0
-    for step, (x, y) in enumerate(progress, start=1):
+    for step, (x, y) in enumerate(batches, start=1):
         with autocast(run.device, run.precision):
             logits = run.net(x).float()
         loss = F.cross_entropy(logits, y, label_smoothing=train_params["label_smoothing"])
@@ -219,11 +214,13 @@ def train_one_epoch(run: Run, epoch: int, steps: int | None = None) -> tuple[flo
             total_loss += F.cross_entropy(logits, y, reduction="sum").item()
             total_correct += (logits.argmax(1) == y).sum().item()
             total_seen += len(y)
-        progress.set_postfix(
-            loss=f"{total_loss / total_seen:.3f}",
-            acc=f"{total_correct / total_seen:.3f}",
-            refresh=False,
-        )
+        if progress is not None:
+            progress.set_description_str(
+                f"epoch {epoch + 1}/{train_params['epochs']} ({step}/{steps}) loss "
+                f"{total_loss / total_seen:.3f} acc {total_correct / total_seen:.3f}",
+                refresh=False,
+            )
+            progress.update(flops / steps / 1e9)
     if epoch == train_params["epochs"] - 1:
         run.lookahead.finish()
     total_loss, total_correct, total_seen = distributed.sum_across(
@@ -257,6 +254,33 @@ def share(batches):
     for x, y in batches:
         size = len(x) // world
         yield x[rank * size : (rank + 1) * size], y[rank * size : (rank + 1) * size]
+
+
+def epoch_flops(run: Run, epoch: int, steps: int | None = None) -> float:
+    """The training FLOPs of epoch `epoch` (from 0), or of its first `steps` batches.
+
+    PyTorch's FLOP counter runs a copy of the model once per image size and whitening-bias setting
+    of the run (it is slow: it bypasses the fast kernels), without moving the seeded generators.
+    """
+    trains_bias = epoch < run.params["train"]["whiten_bias_epochs"]
+    side = round(run.images.shape[1] * epoch_scale(run.params, epoch))
+    if (side, trains_bias) not in run.flops_per_image:
+        model = copy.deepcopy(run.model)
+        if hasattr(model, "whiten"):
+            model.whiten.bias.requires_grad_(trains_bias)
+        sample = torch.zeros(2, run.images.shape[3], side, side, device=run.device)
+        with torch.random.fork_rng(devices=[run.device] if run.device.type == "cuda" else []):
+            flops = training_flops_per_image(
+                model, sample.contiguous(memory_format=torch.channels_last)
+            )
+        run.flops_per_image[side, trains_bias] = flops
+    images = (steps or run.steps_per_epoch) * run.params["train"]["batch_size"]
+    return run.flops_per_image[side, trains_bias] * images
+
+
+def planned_flops(run: Run, epochs: range) -> float:
+    """The training FLOPs of these epochs."""
+    return sum(epoch_flops(run, epoch) for epoch in epochs)
 
 
 def training_flops_per_image(model: nn.Module, sample: torch.Tensor) -> float:

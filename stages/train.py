@@ -12,6 +12,7 @@ import time
 
 import torch
 from dvclive import Live
+from tqdm import tqdm
 
 from classifier import distributed
 from classifier.data import load_split
@@ -37,6 +38,7 @@ from classifier.training import (
     epoch_scale,
     low_res_epochs,
     low_res_side,
+    planned_flops,
     start_run,
     train_one_epoch,
 )
@@ -67,10 +69,11 @@ def train(
         torch.from_numpy(val_split[1]),
     )
     epochs, started = run.params["train"]["epochs"], time.perf_counter()
+    whole_run = whole_run_bar(run, range(len(history), epochs))
     warned = False
     for epoch in range(len(history), epochs):
         lr = run.optimizer.param_groups[0]["lr"]
-        train_loss, train_acc, flops = train_one_epoch(run, epoch)
+        train_loss, train_acc, flops = train_one_epoch(run, epoch, progress=whole_run)
         train_flops += flops
         # every process's dropout generators, for resume
         rng_states = distributed.gather(rng_state(run.device))
@@ -101,19 +104,36 @@ def train(
         write_csv(HISTORY_CSV, history)
         log_epoch(live, history, train_flops)
         save_state(run, epoch + 1, history, train_flops, key, rng_states)
-        print(
+        tqdm.write(
             f"epoch {epoch + 1:3d}/{epochs}  train loss {train_loss:.4f} acc {train_acc:.4f}  "
             f"val loss {val_loss:.4f} acc {val_acc:.4f}  ({time.perf_counter() - started:.0f} "
-            "s)",
-            flush=True,
+            "s)"
         )
         why = disagreement(history, len(val_split[2]))
         if why and not warned:
-            print(
-                f"warning: evaluation disagrees with training: {why}; {DISAGREEMENT_ADVICE}",
-                flush=True,
-            )
+            tqdm.write(f"warning: evaluation disagrees with training: {why}; {DISAGREEMENT_ADVICE}")
             warned = True
+    whole_run.close()
+
+
+def whole_run_bar(run: Run, epochs: range) -> tqdm:
+    """A progress bar of the whole run, in GFLOP: its rate and the time left hold from the first
+    steps on, small-image epochs and full-size ones alike."""
+    planned = planned_flops(run, epochs)
+    if distributed.is_main():
+        print(
+            f"{planned / 1e15:.3f} PFLOP to train; the progress line gives the rate (GFLOP/s) and "
+            "the time left",
+            flush=True,
+        )
+    return tqdm(
+        total=planned / 1e9,
+        unit="GFLOP",
+        desc="starting",
+        mininterval=1.0,
+        bar_format="{desc} |{bar:10}| {percentage:3.0f}% {elapsed}<{remaining}, {rate_fmt}",
+        disable=not distributed.is_main(),
+    )
 
 
 def resumed(run: Run, key: str, live: Live | None) -> tuple[list[dict], float]:
@@ -139,6 +159,19 @@ def timing(run: Run, seconds: float, epochs_trained: int) -> dict:
     }
 
 
+def banner(params: dict, run: Run, train_images: int, val_images: int) -> str:
+    """What trains, where, on what: one line."""
+    train = params["train"]
+    low = low_res_side(params, run.images.shape[1])
+    low_res = f" ({low_res_epochs(params)} at {low}x{low})" if low_res_epochs(params) else ""
+    processes = f", {distributed.world_size()} processes" if distributed.world_size() > 1 else ""
+    return (
+        f"training {params['model']['arch']} with {params['optimizer']} on {run.device} in "
+        f"{run.precision}: {train_images} train / {val_images} val images, {train['epochs']} "
+        f"epochs{low_res}{processes}"
+    )
+
+
 def main() -> None:
     params = load_params()
     check_train(params)
@@ -156,21 +189,7 @@ def main() -> None:
     try:
         run = start_run(params, *train_split)
         if distributed.is_main():
-            processes = (
-                f", {distributed.world_size()} processes" if distributed.world_size() > 1 else ""
-            )
-            low = low_res_side(params, train_split[0].shape[1])
-            low_res = (
-                f", the first {low_res_epochs(params)} at {low}x{low} pixels"
-                if low_res_epochs(params)
-                else ""
-            )
-            print(
-                f"training {params['model']['arch']} with {params['optimizer']} on {run.device} "
-                f"in {run.precision} ({len(train_split[0])} train / {len(val_split[0])} val "
-                f"images, {params['train']['epochs']} epochs{low_res}{processes})",
-                flush=True,
-            )
+            print(banner(params, run, len(train_split[0]), len(val_split[0])), flush=True)
         key = fingerprint(params, [train_split, val_split])
         history, train_flops = resumed(run, key, live) if params["train"]["resume"] else ([], 0.0)
         first_epoch, started = len(history), time.perf_counter()

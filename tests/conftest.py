@@ -208,11 +208,11 @@ from classifier.errors import run_main
 from stages import train
 pause_at, train_one_epoch = int(sys.argv[1]), train.train_one_epoch
 
-def pausing(run, epoch, *args):
+def pausing(run, epoch, *args, **kwargs):
     if epoch + 1 == pause_at:
         print("paused", flush=True)
         time.sleep(600)
-    return train_one_epoch(run, epoch, *args)
+    return train_one_epoch(run, epoch, *args, **kwargs)
 
 train.train_one_epoch = pausing
 run_main(train.main)

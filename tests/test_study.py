@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from classifier.errors import UserError
-from classifier.params import parse_params
+from classifier.params import load_params, parse_params
 from experiments.queue import load_settings
 from experiments.study import STUDY_FILE, check_study
 from experiments.sweep import rounded, value_name
@@ -183,7 +183,8 @@ def test_a_study_split_across_two_machines_is_collected_without_training(tmp_pat
         output = run([sys.executable, "-m", "experiments.study", "--shard", f"{k}/2"], machine)
         assert f"shard {k}/2 ran {optimizer};" in output
         trained[k] = set(dvc("exp", "list", "--name-only", cwd=machine).split())
-        lr = value_name(rounded(tiny_params()["optimizers"][optimizer]["lr"]))
+        own = load_params(machine / "params.yaml")["optimizers"][optimizer]
+        lr = value_name(rounded(own["lr"]))
         assert trained[k] == {
             f"sweep-{optimizer}-{lr}",
             f"study-{optimizer}-seed0",
