@@ -1,11 +1,16 @@
-# The two commands of the README: `make pipeline` and `make test`. Everything else is a step of them.
+# The README's two commands are `make pipeline` and `make test`; the other targets are steps of them or
+# tools of their own (make help lists every target with its `## ` line).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: pipeline test test-fast setup data download lint bench bench-anchor bench-predict gpu-check ablation study predict readme review soak
+.PHONY: pipeline test test-fast setup data download lint bench bench-anchor bench-predict gpu-check ablation study predict readme review soak help
+
+## list the targets, each with its one line
+help:
+	@awk '/^## / {line = substr($$0, 4); next} /^[a-z][a-z-]*:/ && line {sub(/:.*/, ""); printf "  %-14s %s\n", $$0, line; line = ""} /^$$/ {line = ""}' $(MAKEFILE_LIST)
 
 ## set up, pull the data, run every stage, show the metrics
 pipeline: data
@@ -15,13 +20,17 @@ pipeline: data
 
 ## run the linter and the whole test suite; every test trains in fp32, or in bf16 with `make test PRECISION=bf16`
 PRECISION ?= fp32
+# the test files spread over the cores (pytest-xdist), each file's tests on one worker, so that a
+# file's shared fixtures are made once; the slowest tests listed at the end
+PYTEST_ARGS ?= -n auto --dist loadfile --durations=15
 test: setup lint
-	TEST_PRECISION=$(PRECISION) pytest
+	TEST_PRECISION=$(PRECISION) pytest $(PYTEST_ARGS)
 
-## the unit tests only, for the edit loop: no dvc or git subprocesses, no queue (about two and a half minutes)
+## the unit tests only, for the edit loop: no dvc or git subprocesses, no queue
 test-fast: setup lint
-	TEST_PRECISION=$(PRECISION) pytest -m "not e2e and not soak"
+	TEST_PRECISION=$(PRECISION) pytest $(PYTEST_ARGS) -m "not e2e and not soak"
 
+## create .venv and install the pinned requirements.txt into it
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt
@@ -41,21 +50,19 @@ download: setup
 	python -m commands.download --out data/raw/cifar10.tar
 	dvc add data/raw/cifar10.tar
 
-## measure training speed against the machine's peak, and the pipeline's overheads (bench/results.json)
+## measure training speed against the machine's peak, and the pipeline's overheads (bench/results-<machine>.json, reports/bench.md)
 bench: pipeline
 	python -m tools.bench
-	python -m tools.readme
 
 ## on a machine with an NVIDIA GPU: the default params trained on it as experiment gpu-check, timed against its bf16 peak
 gpu-check: data
 	python -m tools.gpu_check
 
-## the default train stage, and its loop alone, against the reference (airbench94's own code) on the same data, in one run (bench/anchor.json)
+## the default train stage against the reference (airbench94's own code) on the same data, in one run; TRAIN_IMAGES=4096: on a subset (bench/anchor-<machine>.json, reports/bench.md)
 bench-anchor: pipeline
-	python -m tools.bench --anchor
-	python -m tools.readme
+	python -m tools.bench --anchor $(if $(TRAIN_IMAGES),--train-images $(TRAIN_IMAGES)) $(if $(BENCH_PRECISION),--precision $(BENCH_PRECISION))
 
-## images per second of `make predict` on the 10,000 test images as files, against the evaluate stage (bench/predict.json)
+## images per second of `make predict` on the 10,000 test images as files, against the evaluate stage (bench/predict-<machine>.json)
 bench-predict: pipeline
 	python -m tools.bench --predict
 
@@ -78,7 +85,7 @@ NEW ?= workspace
 review: setup
 	python -m experiments.review $(OLD) $(NEW)
 
-## rewrite the README's generated tables from metrics/ and bench/
+## rewrite the README's generated blocks from metrics/ (tests/test_readme.py checks them)
 readme: setup
 	python -m tools.readme
 

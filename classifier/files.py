@@ -104,8 +104,12 @@ def read_history(path: Path = HISTORY_CSV) -> list[dict]:
 
 
 def parse_history(rows: list[dict]) -> list[dict]:
-    """history.csv's rows with numbers for values, the epoch an integer."""
+    """history.csv's rows with numbers for values, the epoch and the count of validation images
+    integers."""
     return [
-        {key: int(value) if key == "epoch" else float(value) for key, value in row.items()}
+        {
+            key: int(value) if key in ("epoch", "val_images") else float(value)
+            for key, value in row.items()
+        }
         for row in rows
     ]

@@ -21,6 +21,7 @@ import pytest
 import yaml
 from dvc.api import read as read_at_revision
 
+from classifier.fit import VERDICT_WORDS
 from tests.conftest import (
     dvc,
     make_dvc_repo,
@@ -153,7 +154,7 @@ def test_report_has_both_diffs_the_verdicts_and_figures_that_exist(repo, experim
     assert (
         len(
             re.findall(
-                r"^- `(rmsprop|three-epochs)`: \*\*(over-fitting|under-fitting|a good fit)\*\*",
+                rf"^- `(rmsprop|three-epochs)`: \*\*({'|'.join(VERDICT_WORDS.values())})\*\*",
                 report,
                 re.M,
             )

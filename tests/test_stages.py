@@ -69,7 +69,15 @@ def test_full_stage_chain_writes_every_output(workdir, params, arch):
 
     history = list(csv.DictReader(open(workdir / "plots/train/history.csv")))
     assert [row["epoch"] for row in history] == ["1", "2"]
-    assert set(history[0]) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"}
+    assert set(history[0]) == {
+        "epoch",
+        "train_loss",
+        "train_acc",
+        "val_loss",
+        "val_acc",
+        "lr",
+        "val_images",
+    }
     trained = read_json(workdir / "metrics/train/metrics.json")
     assert set(trained) == {"step", "best_val_acc", "train_pflop", "val_acc", "train_val_gap"}
     assert (
@@ -174,10 +182,17 @@ def test_diverging_training_stops_with_a_clear_error_and_no_model(workdir, param
     )
 
 
-def rows(*accuracy_pairs, val_losses=None):
+def rows(*accuracy_pairs, val_losses=None, val_images=2000):
     val_losses = val_losses or [1.0 - 0.1 * i for i in range(len(accuracy_pairs))]
     return [
-        {"epoch": i + 1, "train_acc": t, "val_acc": v, "train_loss": 1.0, "val_loss": loss}
+        {
+            "epoch": i + 1,
+            "train_acc": t,
+            "val_acc": v,
+            "train_loss": 1.0,
+            "val_loss": loss,
+            "val_images": val_images,
+        }
         for i, ((t, v), loss) in enumerate(zip(accuracy_pairs, val_losses))
     ]
 
@@ -209,6 +224,14 @@ def test_validation_at_chance_while_training_climbs_is_a_mismatch_not_over_fitti
     assert diagnose_fit(learning_slowly, 10, 0.05, 0.8)["verdict"] == "underfit"
 
 
+def test_a_few_validation_images_at_chance_are_noise_not_a_mismatch():
+    # a tiny run's strided validation: 6 images of 3 classes, all wrong in one epoch
+    few = rows((0.5, 0.0), (0.8, 0.6), val_losses=[9.0, 0.9], val_images=6)
+    assert diagnose_fit(few, 3, 0.05, 0.8)["verdict"] != "mismatch"
+    enough = rows((0.5, 0.0), (0.8, 0.6), val_losses=[9.0, 0.9], val_images=600)
+    assert diagnose_fit(enough, 3, 0.05, 0.8)["verdict"] == "mismatch"
+
+
 def test_train_warns_once_as_soon_as_evaluation_disagrees(workdir, monkeypatch, capsys):
     # what evaluation mode gave on grayscale images
     def confidently_wrong(model, images, *args, **kwargs):
@@ -218,6 +241,7 @@ def test_train_warns_once_as_soon_as_evaluation_disagrees(workdir, monkeypatch, 
 
     prepare.main()
     monkeypatch.setattr(train, "predict_logits", confidently_wrong)
+    monkeypatch.setattr("classifier.fit.MIN_VAL_IMAGES", 1)  # the tiny split has a few dozen
     train.main()
     warnings = [
         line for line in capsys.readouterr().out.splitlines() if line.startswith("warning:")

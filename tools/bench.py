@@ -1,29 +1,27 @@
-"""Benchmark: how fast this machine trains, against its own peak and a naive loop, and the
-pipeline's overheads.
+"""Benchmark: how fast this machine trains, against its own peak, the reference and a naive loop,
+and the pipeline's overheads. Each mode writes bench/<mode>-<machine>-<precision>.json (the machine:
+its CPU model and widest instruction set) and rewrites reports/bench.md from every such file.
 
-    python -m tools.bench            (make bench) bench/results.json
+    python -m tools.bench            (make bench) the train stage's epochs, a naive loop, the
+                                     stages' costs, 1 and 2 processes, a no-op repro, a fresh pull
     python -m tools.bench --profile  where the train stage's epoch spends its time, by operator
-    python -m tools.bench --predict  (make bench-predict) bench/predict.json: commands.predict on
-                                     the test images as files, against the evaluate stage on the
-                                     same images
-    python -m tools.bench --anchor   (make bench-anchor) bench/anchor.json: the default train and
-                                     evaluate stages against the reference, airbench94's own code on
-                                     the same prepared data, after the train stage's epochs alone,
-                                     validation aside
+    python -m tools.bench --predict  (make bench-predict) commands.predict on the test images as
+                                     files, against the evaluate stage on the same images
+    python -m tools.bench --anchor   (make bench-anchor) the default train and evaluate stages
+        [--train-images N]           against the reference, airbench94's own code, on the same
+        [--precision fp32|bf16]      prepared data (or N training images of it, drawn across the
+                                     classes), after the train stage's epochs alone
 
-Everything is measured in one run on the current machine: the peak matmul rates (fp32, bf16; at the
-start and again after the timed work, the higher kept); the train stage's own epochs
-(classifier.training.start_run and train_one_epoch, as `dvc repro` runs them, validation aside),
-their FLOPs and their share of the peak at the training precision; a naive PyTorch loop for context;
-each stage's time and peak memory; the train stage in 1 and in 2 processes; a no-op `dvc repro`;
-`dvc pull` into a fresh clone. Throughputs are measured interleaved and repeated, and the median
-reported, because these machines are shared and noisy.
+The machine's peak (tools/peaks.py) is the higher of its theoretical rate and the best one measured
+at the start and the end of the run, so that a share of it is at most 1. Throughputs are measured
+interleaved and repeated, and the median reported, because these machines are shared and noisy.
 """
 
 import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -34,11 +32,12 @@ import time
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
 
-from classifier.data import group_by_split, load_split, read_raw
+from classifier.data import group_by_split, load_split, read_raw, save_split
 from classifier.device import resolve_precision, setup_torch
 from classifier.errors import UserError
 from classifier.files import EVALUATE_METRICS, TIMING_METRICS, TRAIN_METRICS, write_json
@@ -47,10 +46,10 @@ from classifier.optim import build_optimizer
 from classifier.params import load_params
 from classifier.training import epoch_scale, low_res_epochs, start_run, train_one_epoch
 from experiments.gitdvc import dvc, git
+from tools.bench_report import REPORT, write_report
+from tools.peaks import cpu_flags, instruction_set, peaks, share
 
-RESULTS_JSON = Path("bench/results.json")
-PREDICT_JSON = Path("bench/predict.json")
-ANCHOR_JSON = Path("bench/anchor.json")
+BENCH_DIR = Path("bench")  # one file per mode and machine: <mode>-<machine>.json
 # the team's runner of the reference
 ANCHOR_SCRIPT = Path("../shared/tools/anchor-airbench94-cpu.py")
 AIRBENCH = "airbench==0.1.8"  # the reference: airbench94's own code, from its PyPI source archive
@@ -78,53 +77,39 @@ def median_seconds(work, repeats: int = REPEATS) -> float:
     return statistics.median(seconds(work) for _ in range(repeats))
 
 
-def machine(device: torch.device) -> dict:
-    """The date, and the CPU's model name, its cores and whether it computes bf16 natively (or the
-    GPU's name)."""
+def machine(device: torch.device, precision: str) -> dict:
+    """The date, the CPU's model name, its cores and instruction set (or the GPU's name), and the
+    training precision: what a result file is named by."""
     if device.type == "cuda":
-        return {"date": date.today().isoformat(), "machine": torch.cuda.get_device_name()}
+        return {
+            "date": date.today().isoformat(),
+            "machine": torch.cuda.get_device_name(),
+            "precision": precision,
+        }
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    names = [
-        line.split(":", 1)[1].strip()
-        for line in cpuinfo.splitlines()
-        if line.startswith("model name")
-    ]
-    bf16 = (
-        "bf16 instructions"
-        if resolve_precision("auto", device) == "bf16"
-        else "no bf16 instructions"
-    )
-    name = (
-        f"{names[0] if names else platform.machine()}, {len(os.sched_getaffinity(0))} cores, {bf16}"
-    )
-    return {"date": date.today().isoformat(), "machine": name}
-
-
-def matmul_gflops(dtype: torch.dtype, device: str = "cpu", size: int = 4096) -> float:
-    """GFLOP/s of one large square matmul on the device, the fastest of REPEATS after a warm-up: the
-    best its matrix units do (a GPU is synchronised around each, as its kernels run
-    asynchronously)."""
-    a, b = (torch.randn(size, size, dtype=dtype, device=device) for _ in range(2))
-    sync = torch.cuda.synchronize if device == "cuda" else lambda: None
-
-    def matmul() -> None:
-        sync()
-        torch.matmul(a, b)
-        sync()
-
-    matmul()
-    return 2 * size**3 / min(seconds(matmul) for _ in range(REPEATS)) / 1e9
-
-
-def matmul_peaks(earlier: dict | None = None) -> dict:
-    """The CPU's peak matmul rates in fp32 and in bf16, or the higher of them and `earlier` ones:
-    measured at the start of a run and again after its timed work, since anything else the host runs
-    slows a measurement."""
-    peaks = {
-        "peak_gflops_fp32": round(matmul_gflops(torch.float32), 1),
-        "peak_gflops_bf16": round(matmul_gflops(torch.bfloat16), 1),
+    names = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
+    isa = instruction_set(cpu_flags())
+    return {
+        "date": date.today().isoformat(),
+        "machine": f"{names[0] if names else platform.machine()}, "
+        f"{len(os.sched_getaffinity(0))} cores, {isa}",
+        "precision": precision,
     }
-    return {key: max(rate, (earlier or peaks)[key]) for key, rate in peaks.items()}
+
+
+def result_path(mode: str, about: dict, suffix: str = "") -> Path:
+    """bench/<mode>-<CPU or GPU model>[-<widest instruction set>]-<precision><suffix>.json, so that
+    results from several machines sit side by side."""
+    model, *details = about["machine"].split(", ")
+    words = re.sub(r"[^a-z0-9]+", "-", model.lower()).strip("-")
+    widest = f"-{details[-1].split()[0].replace('_', '')}" if details else ""
+    return BENCH_DIR / f"{mode}-{words}{widest}-{about['precision']}{suffix}.json"
+
+
+def conv_shapes(params: dict, side: int = 32) -> list[tuple[int, int]]:
+    """(channels, side) of the default model's 3x3 convolutions, block by block."""
+    widths = params["model"][params["model"]["arch"]]["widths"]
+    return [(width, side // 2**block) for block, width in enumerate(widths)]
 
 
 # ------------------------------------------------------------ training throughput
@@ -260,13 +245,12 @@ def training_throughput(params: dict) -> dict:
 
 
 def shares(results: dict) -> dict:
-    """The achieved rate against the peaks, and the time the default's compute takes at that
-    rate."""
+    """The achieved rate against the machine's peak, and the time the default's compute takes at
+    that rate."""
     train_pflop = json.loads(TRAIN_METRICS.read_text())["train_pflop"]
     achieved = results["achieved_gflops"]
     return {
-        "share_of_peak": peak_share(achieved, results["precision"], results),
-        "share_of_bf16_peak": peak_share(achieved, "bf16", results),
+        "share_of_peak": share(achieved, results["precision"], results["peaks"]),
         "default_train_pflop": train_pflop,
         "implied_train_seconds": round(train_pflop * 1e6 / achieved, 1),
         "speedup_over_naive": round(
@@ -419,48 +403,71 @@ def airbench_source(dest: Path) -> Path:
     return next(path for path in dest.iterdir() if path.is_dir())
 
 
-def reference_run(repo: Path, script: Path, tmp: Path, precision: str) -> dict:
-    """The reference trained on the prepared training split in our training precision, its 6-view
+def subset(prepared: Path, dest: Path, train_images: int, seed: int = 0) -> Path:
+    """A prepared folder of train_images training images drawn at random across the classes (the
+    same share of each), with 1,000 validation and 2,000 test images drawn the same way."""
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", train_images), ("val", 1000), ("test", 2000)):
+        images, labels, class_names = load_split(split, prepared)
+        per_class = count // len(class_names)
+        chosen = np.concatenate(
+            [
+                rng.permutation(np.flatnonzero(labels == k))[:per_class]
+                for k in range(len(class_names))
+            ]
+        )
+        chosen = rng.permutation(chosen)
+        save_split(split, images[chosen], labels[chosen], class_names, dest)
+    return dest
+
+
+def reference_run(prepared: Path, script: Path, tmp: Path, precision: str) -> dict:
+    """The reference trained on the prepared training split in the given precision, its 6-view
     test accuracy."""
     out = tmp / "reference.json"
     run_measured(
         [
             sys.executable,
             str(script.resolve()),
-            str((repo / "data/prepared").resolve()),
+            str(prepared.resolve()),
             str(airbench_source(tmp)),
             "--precision",
             precision,
             "--out",
             str(out),
         ],
-        repo,
+        tmp,
     )
     result = json.loads(out.read_text())
     return {
         "recipe": result["recipe"],
+        "train_images": result["train_images"],
         "test_acc": result["test_acc"]["tta2"],
         "epochs": result["epochs"],
         "precision": precision,
+        "train_mflop_per_image": result["train_mflop_per_image"],
         "train_pflop": result["train_pflop"],
         "train_seconds": result["train_seconds"],
         "images_per_second": round(result["images_seen"] / result["train_seconds"], 1),
     }
 
 
-def pipeline_run(repo: Path, tmp: Path) -> dict:
-    """The train and evaluate stages with the committed params, as `dvc repro` runs them, in a
-    scratch copy."""
+def pipeline_run(repo: Path, prepared: Path, tmp: Path, precision: str) -> dict:
+    """The train and evaluate stages with the committed params in the given precision, as `dvc
+    repro` runs them, in a scratch copy."""
     scratch = copy_code(tmp / "pipeline")
-    (scratch / "params.yaml").write_bytes((repo / "params.yaml").read_bytes())
-    os.symlink((repo / "data/prepared").resolve(), scratch / "data/prepared")
+    params = load_params(repo / "params.yaml")
+    params["compute"]["precision"] = precision
+    (scratch / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (scratch / "data").mkdir()
+    os.symlink(prepared.resolve(), scratch / "data/prepared")
     for stage in ("train", "evaluate"):
         run_measured([sys.executable, "-m", f"stages.{stage}"], scratch)
     timing = json.loads((scratch / TIMING_METRICS).read_text())
-    params = load_params(repo / "params.yaml")
     return {
         "recipe": f"this repository's default ({params['optimizer']}, per-epoch validation "
         "included)",
+        "train_images": len(load_split("train", prepared)[1]),
         "test_acc": json.loads((scratch / EVALUATE_METRICS).read_text())["test_acc"],
         "epochs": params["train"]["epochs"],
         "precision": timing["precision"],
@@ -470,40 +477,44 @@ def pipeline_run(repo: Path, tmp: Path) -> dict:
     }
 
 
-def peak_share(gflops: float, precision: str, peaks: dict) -> float:
-    """A rate against the peak matmul rate at its precision."""
-    return round(gflops / peaks[f"peak_gflops_{precision}"], 3)
-
-
-def share_of_peak(run: dict, peaks: dict) -> dict:
-    """The run with its training FLOP/s (training FLOPs / training seconds) against the peak at its
-    precision."""
+def with_rate(run: dict, machine_peaks: dict) -> dict:
+    """The run with its training FLOP/s (training FLOPs / training seconds) and its share of the
+    machine's peak at its precision."""
     gflops = run["train_pflop"] * 1e6 / run["train_seconds"]
     return {
         **run,
         "achieved_gflops": round(gflops, 1),
-        "share_of_peak": peak_share(gflops, run["precision"], peaks),
+        "share_of_peak": share(gflops, run["precision"], machine_peaks),
     }
 
 
-def against_reference(repo: Path, script: Path) -> tuple[dict, dict]:
+def against_reference(
+    repo: Path, script: Path, prepared: Path, precision: str, tmp: Path
+) -> tuple[dict, dict]:
     """This repository's default training and the reference's, one after the other in one run."""
     if not script.exists():
         raise UserError(
             f"{script} is not here: it is the team's runner of the reference (../shared/tools)"
         )
-    with tempfile.TemporaryDirectory() as tmp:
-        print("the train and evaluate stages with the committed params ...", flush=True)
-        ours = pipeline_run(repo, Path(tmp))
-        print(f"the reference ({AIRBENCH}) on the same prepared data ...", flush=True)
-        return ours, reference_run(repo, script, Path(tmp), ours["precision"])
+    print(f"the train and evaluate stages with the committed params, {precision} ...", flush=True)
+    ours = pipeline_run(repo, prepared, tmp, precision)
+    print(f"the reference ({AIRBENCH}) on the same prepared data ...", flush=True)
+    return ours, reference_run(prepared, script, tmp, precision)
 
 
-def compared(ours: dict, reference: dict) -> dict:
+def compared(ours: dict, reference: dict, full_train_images: int) -> dict:
+    """Seconds against the reference's, and the ratio projected for the full training split: each
+    run's FLOPs for the full split (ours from the committed run, the reference's scaled by images)
+    at the rate it ran at here."""
+    rate = ours["achieved_gflops"] / reference["achieved_gflops"]
+    ours_pflop = json.loads(TRAIN_METRICS.read_text())["train_pflop"]
+    reference_pflop = reference["train_pflop"] * full_train_images / reference["train_images"]
     return {
         "ours": ours,
         "reference": reference,
         "seconds_ratio": round(ours["train_seconds"] / reference["train_seconds"], 3),
+        "gflops_ratio": round(rate, 3),
+        "projected_full_seconds_ratio": round(ours_pflop / reference_pflop / rate, 3),
         "reaches_reference_accuracy": ours["test_acc"] >= reference["test_acc"],
     }
 
@@ -511,12 +522,12 @@ def compared(ours: dict, reference: dict) -> dict:
 # ------------------------------------------------------------ the modes
 
 
-def bench(repo: Path, params: dict, device: torch.device) -> dict:
-    print("peak matmul rates ...", flush=True)
-    started = matmul_peaks()
+def bench(repo: Path, params: dict, device: torch.device, precision: str) -> dict:
+    print("peak rates (matmuls, the model's convolutions) ...", flush=True)
+    started = peaks(conv_shapes(params))
     print("the train stage's epochs and a naive fp32 loop, interleaved ...", flush=True)
-    results = {**machine(device), **training_throughput(params)}
-    results.update(matmul_peaks(started))
+    results = {**machine(device, precision), **training_throughput(params)}
+    results["peaks"] = peaks(conv_shapes(params), started)
     results.update(shares(results))
     print("stage costs, 1 and 2 training processes, no-op repro, fresh pull ...", flush=True)
     return {
@@ -528,28 +539,39 @@ def bench(repo: Path, params: dict, device: torch.device) -> dict:
     }
 
 
-def bench_predict(repo: Path, params: dict, device: torch.device) -> dict:
+def bench_predict(repo: Path, params: dict, device: torch.device, precision: str) -> dict:
     return {
-        **machine(device),
+        **machine(device, precision),
         "tta": params["evaluate"]["tta"],
         **predict_against_evaluate(repo, params),
         "repeats": REPEATS,
     }
 
 
-def bench_anchor(repo: Path, params: dict, device: torch.device, script: Path) -> dict:
-    started = matmul_peaks()
-    print("the train stage's epochs alone, validation aside ...", flush=True)
-    loop = loop_rates(params, start_run(params, *load_split("train")))
-    ours, reference = against_reference(repo, script)
-    peaks = matmul_peaks(started)
+def bench_anchor(repo: Path, params: dict, device: torch.device, args) -> dict:
+    """The default's training loop alone (validation aside), then the default's train and evaluate
+    stages and the reference's run, on the prepared data or on args.train_images of it."""
+    print("peak rates (matmuls, the model's convolutions) ...", flush=True)
+    started = peaks(conv_shapes(params))
+    full_train_images = len(load_split("train")[1])
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path("data/prepared")
+        if args.train_images:
+            prepared = subset(prepared, Path(tmp) / "prepared", args.train_images)
+        print("the train stage's epochs alone, validation aside ...", flush=True)
+        loop = loop_rates(params, start_run(params, *load_split("train", prepared)))
+        ours, reference = against_reference(
+            repo, args.anchor_script, prepared, args.precision, Path(tmp)
+        )
+    machine_peaks = peaks(conv_shapes(params), started)
+    ours, reference = with_rate(ours, machine_peaks), with_rate(reference, machine_peaks)
     return {
-        **machine(device),
-        **peaks,
-        **compared(share_of_peak(ours, peaks), share_of_peak(reference, peaks)),
+        **machine(device, args.precision),
+        "peaks": machine_peaks,
+        **compared(ours, reference, full_train_images),
         "ours_loop": {
             **loop,
-            "share_of_peak": peak_share(loop["achieved_gflops"], loop["precision"], peaks),
+            "share_of_peak": share(loop["achieved_gflops"], loop["precision"], machine_peaks),
         },
     }
 
@@ -570,20 +592,41 @@ def main() -> None:
     parser.add_argument(
         "--anchor-script", type=Path, default=ANCHOR_SCRIPT, help="the runner of the reference"
     )
+    parser.add_argument(
+        "--train-images",
+        type=int,
+        default=0,
+        help="--anchor on this many training images, drawn at random across the classes (1,000 "
+        "validation and 2,000 test images likewise); 0, the default: the whole prepared data",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default=None,
+        help="train in this precision (default: params.yaml's compute.precision)",
+    )
     args = parser.parse_args()
     params = load_params()
     if args.profile:
         print(profile_training(params))
         return
     device = setup_torch(0, params["compute"]["device"])
+    args.precision = resolve_precision(args.precision or params["compute"]["precision"], device)
+    params["compute"]["precision"] = args.precision
     if args.anchor:
-        path, results = ANCHOR_JSON, bench_anchor(Path.cwd(), params, device, args.anchor_script)
+        results = bench_anchor(Path.cwd(), params, device, args)
+        suffix = f"-{args.train_images}-images" if args.train_images else ""
+        path = result_path("anchor", results, suffix)
     elif args.predict:
-        path, results = PREDICT_JSON, bench_predict(Path.cwd(), params, device)
+        results = bench_predict(Path.cwd(), params, device, args.precision)
+        path = result_path("predict", results)
     else:
-        path, results = RESULTS_JSON, bench(Path.cwd(), params, device)
+        results = bench(Path.cwd(), params, device, args.precision)
+        path = result_path("results", results)
     write_json(path, results)
     print(yaml.safe_dump(results, sort_keys=False))
+    write_report()
+    print(f"wrote {path} and {REPORT}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,60 @@
+"""The benchmark's bookkeeping: the peak is an upper bound, results are named per machine, and
+reports/bench.md is what the bench/ files say. (Its timings are measured by make bench, never
+asserted here.)"""
+
+import json
+
+import numpy as np
+
+from classifier.data import load_split, save_split
+from tests.conftest import REPO
+from tools.bench import result_path, subset
+from tools.bench_report import REPORT, bench_report
+from tools.peaks import flops_per_cycle, peaks, share
+
+
+def test_flops_per_cycle_follow_the_instruction_set():
+    assert flops_per_cycle({"avx2", "fma"}) == {"fp32": 32, "bf16": 32}
+    assert flops_per_cycle({"avx2", "fma", "avx512f", "avx512_bf16"}) == {"fp32": 64, "bf16": 128}
+    assert flops_per_cycle({"avx512f", "avx512_bf16", "amx_bf16"})["bf16"] == 1024
+
+
+def test_the_bound_is_at_least_the_theory_and_every_measurement():
+    machine = peaks([(8, 8)], matmul_sides=(64,))
+    for precision, bound in machine["bound_gflops"].items():
+        assert bound >= machine["theoretical_gflops"][precision]
+        assert bound >= machine["measured"][precision]["gflops"] > 0
+        assert share(machine["measured"][precision]["gflops"], precision, machine) <= 1
+
+
+def test_results_of_two_machines_or_precisions_get_two_files():
+    zen2 = {"machine": "AMD EPYC, 2 cores, avx2 fma", "precision": "fp32"}
+    zen5 = {"machine": "AMD EPYC, 2 cores, avx512_bf16 avx512f avx2 fma", "precision": "fp32"}
+    paths = {
+        result_path("anchor", zen2),
+        result_path("anchor", zen5),
+        result_path("anchor", {**zen5, "precision": "bf16"}),
+        result_path("anchor", zen5, "-4096-images"),
+    }
+    assert len(paths) == 4
+    assert result_path("anchor", zen2).name == "anchor-amd-epyc-avx2-fp32.json"
+
+
+def test_a_subset_draws_the_same_share_of_each_class(tmp_path):
+    labels = np.repeat(np.arange(10), 600)
+    images = np.zeros((len(labels), 4, 4, 3), dtype=np.uint8)
+    for split in ("train", "val", "test"):
+        save_split(split, images, labels, [str(k) for k in range(10)], tmp_path / "full")
+    subset(tmp_path / "full", tmp_path / "subset", 4096)
+    for split, count in (("train", 4090), ("val", 1000), ("test", 2000)):
+        drawn = load_split(split, tmp_path / "subset")[1]
+        assert len(drawn) == count and set(np.bincount(drawn)) == {count // 10}
+
+
+def test_the_committed_report_is_what_the_bench_files_say():
+    assert (REPO / REPORT).read_text() == bench_report(REPO), (
+        "reports/bench.md is out of date: run `python -m tools.bench_report` and commit it"
+    )
+    for path in (REPO / "bench").glob("*.json"):
+        assert f"`{path.name}`" in (REPO / REPORT).read_text()
+        json.loads(path.read_text())
