@@ -504,11 +504,13 @@ def against_reference(
 
 def compared(ours: dict, reference: dict, full_train_images: int) -> dict:
     """Seconds against the reference's, and the ratio projected for the full training split: each
-    run's FLOPs for the full split (ours from the committed run, the reference's scaled by images)
-    at the rate it ran at here."""
+    run's FLOPs there (ours from the committed run, the reference's per image times its epochs of
+    the full split) at the rate it ran at here."""
     rate = ours["achieved_gflops"] / reference["achieved_gflops"]
     ours_pflop = json.loads(TRAIN_METRICS.read_text())["train_pflop"]
-    reference_pflop = reference["train_pflop"] * full_train_images / reference["train_images"]
+    reference_pflop = (
+        reference["train_mflop_per_image"] * full_train_images * reference["epochs"] / 1e9
+    )
     return {
         "ours": ours,
         "reference": reference,

@@ -22,6 +22,11 @@ def results(mode: str, root: Path) -> list[tuple[str, dict]]:
     return sorted(found, key=lambda item: (item[1]["date"], item[0]))
 
 
+def which(name: str, result: dict) -> list[str]:
+    """A row's first cells: the file, the date, the machine."""
+    return [f"`{name}`", result["date"], result["machine"]]
+
+
 def percent(share: float | None) -> str:
     return "–" if share is None else f"{share * 100:.0f}%"
 
@@ -52,9 +57,7 @@ def anchor_table(root: Path) -> str:
         bound = "peaks" in result
         rows.append(
             [
-                f"`{name}`",
-                result["date"],
-                result["machine"],
+                *which(name, result),
                 precision_of(result),
                 f"{ours['train_images']:,}" if "train_images" in ours else "all",
                 *peak_cells(result),
@@ -101,9 +104,7 @@ def bench_table(root: Path) -> str:
         stages = result["stages"]
         rows.append(
             [
-                f"`{name}`",
-                result["date"],
-                result["machine"],
+                *which(name, result),
                 result["precision"],
                 *peak_cells(result),
                 sizes,
@@ -146,9 +147,7 @@ def bench_table(root: Path) -> str:
 def predict_table(root: Path) -> str:
     rows = [
         [
-            f"`{name}`",
-            result["date"],
-            result["machine"],
+            *which(name, result),
             result["tta"],
             f"{result['predict']['images_per_second']:.0f}",
             f"{result['evaluate']['images_per_second']:.0f}",
@@ -163,9 +162,7 @@ def predict_table(root: Path) -> str:
 def gpu_table(root: Path) -> str:
     rows = [
         [
-            f"`{name}`",
-            result["date"],
-            result["machine"],
+            *which(name, result),
             result["precision"],
             f"{result['peak_gflops_bf16']:.0f}",
             f"{result['train_pflop']:.3f}",

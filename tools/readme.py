@@ -1,15 +1,18 @@
-"""The README's tables, generated from the committed results, so that every number they show is one
-a file holds.
+"""The README's generated blocks, written from the committed results, so that every measured figure
+it shows is one a file holds.
 
     python -m tools.readme       rewrite the generated blocks of README.md in place
 
-tests/test_readme.py fails when README.md differs from what this writes. A generated block sits
-between `<!-- generated: NAME -->` and `<!-- end: NAME -->`; everything outside the blocks is prose.
+A generated block sits between `<!-- generated: NAME -->` and `<!-- end: NAME -->`; everything
+outside the blocks is prose, and holds no measured figure (tests/test_docs.py). tests/test_readme.py
+fails when README.md differs from what this writes.
 """
 
 import json
 import re
 from pathlib import Path
+
+import yaml
 
 from classifier.files import read_csv, read_history
 from classifier.fit import fit_text
@@ -18,6 +21,8 @@ from classifier.params import load_params
 README = Path("README.md")
 BLOCK = re.compile(r"(<!-- generated: (\w+) -->\n).*?(<!-- end: \2 -->)", re.S)
 TTA_NAMES = {"mirror_translate": "6-view TTA", "mirror": "mirror TTA", "none": "no TTA"}
+# machine rates (GFLOP/s) at which the compute block says how long the train stage would take
+EXAMPLE_RATES = (30, 100)
 
 
 def read_json(root: Path, path: str) -> dict:
@@ -34,25 +39,87 @@ def table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def duration(seconds: float) -> str:
+    """Seconds as a person plans by: seconds, minutes, or hours and minutes."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 120 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def train_rate(trained: dict, timing: dict) -> float:
+    """GFLOP/s of the committed train stage: its counted FLOPs over its seconds (validation in)."""
+    return trained["train_pflop"] * 1e6 / timing["train_seconds"]
+
+
+def flat(node, prefix: str = "") -> dict:
+    """A nested mapping as {dotted key: value}."""
+    if not isinstance(node, dict):
+        return {prefix: node}
+    return {
+        key: value
+        for name, child in node.items()
+        for key, value in flat(child, f"{prefix}.{name}" if prefix else str(name)).items()
+    }
+
+
+def params_since_run(root: Path) -> list[str]:
+    """The params keys the stages read whose value in params.yaml is not the one the committed run
+    had (dvc.lock): changed, added or renamed since."""
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    locked = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+    current = flat(load_params(root / "params.yaml"))
+    ran = {}
+    for stage in locked.values():
+        ran.update(flat(stage.get("params", {}).get("params.yaml", {})))
+    read = {section for stage in stages.values() for section in stage.get("params", [])}
+    now = {key: value for key, value in current.items() if key.split(".")[0] in read}
+    return sorted(key for key in ran.keys() | now.keys() if ran.get(key) != now.get(key))
+
+
 # ------------------------------------------------------------ one function per block
+
+
+def compute_block(root: Path) -> str:
+    """What the train stage costs, and how long it takes at the committed run's rate and others."""
+    trained = read_json(root, "metrics/train/metrics.json")
+    timing = read_json(root, "metrics/timing.json")
+    rate, pflop = train_rate(trained, timing), trained["train_pflop"]
+    elsewhere = "; at ".join(
+        f"{other} GFLOP/s, {duration(pflop * 1e6 / other)}" for other in EXAMPLE_RATES
+    )
+    return (
+        f"The committed run's train stage computed **{pflop:.3f} PFLOP** ({trained['step']} "
+        f"epochs) in {duration(timing['train_seconds'])}: **{rate:,.0f} GFLOP/s** "
+        f"({timing['precision']} on {timing['device']}, validation included; "
+        f"`metrics/train/metrics.json`, `metrics/timing.json`). At {elsewhere}.\n"
+    )
 
 
 def results_block(root: Path) -> str:
     evaluated = read_json(root, "metrics/evaluate.json")
     trained = read_json(root, "metrics/train/metrics.json")
     timing = read_json(root, "metrics/timing.json")
-    classes = read_csv(root / "plots/evaluate/classes.csv")
-    test_images = sum(int(row["support"]) for row in classes)
     history = read_history(root / "plots/train/history.csv")
     best_epoch = max(history, key=lambda row: row["val_acc"])["epoch"]
     params = load_params(root / "params.yaml")
     tta = TTA_NAMES[params["evaluate"]["tta"]]
     epochs = trained["step"]
+    num_classes = len(read_csv(root / "plots/evaluate/classes.csv"))
+    since = params_since_run(root)
+    params_row = (
+        "those of `params.yaml`"
+        if not since
+        else "not quite today's `params.yaml`, which has changed since in "
+        + ", ".join(f"`{key}`" for key in since)
+        + ": `dvc repro` trains today's"
+    )
     return table(
         ["what", "value", "file"],
         [
+            ["the run's params", params_row, "`dvc.lock`"],
             [
-                f"test accuracy ({test_images:,} official test images, {tta})",
+                f"test accuracy (the official test images, {tta})",
                 f"**{percent(evaluated['test_acc'])}**",
                 "`metrics/evaluate.json`",
             ],
@@ -73,161 +140,21 @@ def results_block(root: Path) -> str:
                 "`metrics/train/metrics.json`",
             ],
             [
-                f"training time ({epochs} epochs, validation included, {timing['precision']} on "
-                f"{timing['device']})",
-                f"{timing['train_seconds']:,.0f} s, {timing['images_per_second']:,.0f} images/s",
+                f"training time and rate ({epochs} epochs, validation included, "
+                f"{timing['precision']} on {timing['device']})",
+                f"{timing['train_seconds']:,.0f} s, {train_rate(trained, timing):,.0f} GFLOP/s",
                 "`metrics/timing.json`",
             ],
             [
-                "fit diagnosis",
-                fit_text(history, len(classes), params),
+                "fit",
+                fit_text(history, num_classes, params),
                 "`plots/train/history.csv`, `metrics/fit.json`",
             ],
         ],
     )
 
 
-def classes_block(root: Path) -> str:
-    return table(
-        ["class", "precision", "recall", "F1", "support"],
-        [
-            [
-                row["class"],
-                f"{float(row['precision']):.3f}",
-                f"{float(row['recall']):.3f}",
-                f"{float(row['f1']):.3f}",
-                row["support"],
-            ]
-            for row in read_csv(root / "plots/evaluate/classes.csv")
-        ],
-    )
-
-
-def rates_by_size(bench: dict) -> str:
-    """Each image size's epochs, and with small-image epochs the default's mix of the two
-    (bench/results.json)."""
-    sizes = "; ".join(
-        f"{rates['side']}×{rates['side']}: {rates['images_per_second']:,.0f} images/s x "
-        f"{rates['mflop_per_image']:.0f} MFLOP = {rates['gflops']:.0f} GFLOP/s"
-        for rates in bench["epoch_rates"].values()
-    )
-    mix = (
-        f"; the default's mix: **{bench['achieved_gflops']:.0f} GFLOP/s**"
-        if "small" in bench["epoch_rates"]
-        else ""
-    )
-    return sizes + mix
-
-
-def bench_block(root: Path) -> str:
-    bench = read_json(root, "bench/results.json")
-    precision = bench["precision"]
-    stages = bench["stages"]
-    noop = bench["noop_repro_seconds"]
-    bf16 = (
-        [["share of the bf16 peak", percent(bench["share_of_bf16_peak"])]]
-        if precision != "bf16"
-        else []
-    )
-    return table(
-        ["what", "measured"],
-        [
-            ["machine", f"{bench['machine']}, {bench['date']}"],
-            [
-                "peak matmul (4096², `torch.matmul`), fp32 / bf16",
-                f"{bench['peak_gflops_fp32']:.0f} / {bench['peak_gflops_bf16']:.0f} GFLOP/s",
-            ],
-            [
-                f"the train stage's epochs ({precision}, batch {bench['batch_size']}, "
-                "validation aside)",
-                rates_by_size(bench),
-            ],
-            [
-                f"share of the {precision} peak (the precision training uses here)",
-                f"**{percent(bench['share_of_peak'])}**",
-            ],
-            *bf16,
-            [
-                "default training compute, and the time it implies at this rate",
-                f"{bench['default_train_pflop']:.3f} PFLOP, "
-                f"{bench['implied_train_seconds']:,.0f} s",
-            ],
-            [
-                "naive loop for context (fp32, `ImageFolder` + `DataLoader`)",
-                f"{bench['naive_images_per_second']:.0f} images/s (the pipeline is "
-                f"{bench['speedup_over_naive']:.2f}x faster)",
-            ],
-            [
-                "train stage, one epoch, in 1 / 2 processes (`train.processes`, gloo on the CPU)",
-                " / ".join(f"{rate:,.0f}" for rate in bench["processes_images_per_second"].values())
-                + " images/s",
-            ],
-            ["`prepare` on the full dataset", f"{stages['prepare']['seconds']:.1f} s"],
-            [
-                "no-op `dvc repro`",
-                "not measured (pipeline not up to date)" if noop is None else f"{noop:.2f} s",
-            ],
-            ["`dvc pull` of the raw data, fresh clone", f"{bench['fresh_pull_seconds']:.1f} s"],
-            [
-                "peak memory: " + " / ".join(stages),
-                " / ".join(f"{cost['peak_memory_gb']:.2f}" for cost in stages.values()) + " GB",
-            ],
-        ],
-    )
-
-
-def anchor_block(root: Path) -> str:
-    """The default train stage against the reference, from one `make bench-anchor` run
-    (bench/anchor.json)."""
-    if not (root / "bench/anchor.json").exists():
-        return "Not measured yet: `make bench-anchor` writes `bench/anchor.json`.\n"
-    anchor = read_json(root, "bench/anchor.json")
-    ours, reference = anchor["ours"], anchor["reference"]
-    rows = [
-        [
-            run["recipe"],
-            percent(run["test_acc"]),
-            f"{run['epochs']:g}",
-            f"{run['train_pflop']:.3f}",
-            f"**{run['train_seconds']:,.0f}**",
-            f"{run['images_per_second']:,.0f}",
-            f"{run['achieved_gflops']:.0f}",
-            f"**{percent(run['share_of_peak'])}**",
-        ]
-        for run in (reference, ours)
-    ]
-    loop = anchor["ours_loop"]
-    return (
-        f"{anchor['machine']}, {anchor['date']}; peak matmul (4096²) fp32 "
-        f"{anchor['peak_gflops_fp32']:.0f}, bf16 {anchor['peak_gflops_bf16']:.0f} GFLOP/s; both "
-        f"trained in {ours['precision']}, one after the other:\n\n"
-        + table(
-            [
-                "run",
-                "test accuracy (6-view TTA)",
-                "epochs",
-                "PFLOP",
-                "train s",
-                "images/s",
-                "GFLOP/s",
-                f"share of the {ours['precision']} peak",
-            ],
-            rows,
-        )
-        + f"\nSeconds against the reference's: **{anchor['seconds_ratio']:.2f}x** at "
-        f"{(ours['test_acc'] - reference['test_acc']) * 100:+.2f} points.\n\nThe default's "
-        "training loop alone, validation aside, timed in the same run right before: "
-        f"{rates_by_size(loop)}, **{percent(loop['share_of_peak'])}** of the {loop['precision']} "
-        f"peak against the reference's {percent(reference['share_of_peak'])}.\n"
-    )
-
-
-BLOCKS = {
-    "results": results_block,
-    "classes": classes_block,
-    "bench": bench_block,
-    "anchor": anchor_block,
-}
+BLOCKS = {"compute": compute_block, "results": results_block}
 
 
 def render(readme: str, root: Path = Path(".")) -> str:
