@@ -42,7 +42,7 @@ $(VENV)/.installed: requirements.txt
 ## fetch the raw images (one tar archive) from the team's DVC remote (../shared/dvc-storage)
 data: setup
 	@dvc pull data/raw/cifar10.tar.dvc || { \
-	  echo "error: could not pull data/raw/cifar10.tar from the DVC remote 'storage' ($$(dvc remote list | awk '$$1 == "storage" {print $$2}')); check that it is reachable, or with internet access run \`make download\` to fetch the official CIFAR-10 release instead" >&2; \
+	  echo "error: could not pull data/raw/cifar10.tar from the DVC remote 'storage' ($$(dvc config remote.storage.url)); check that it is reachable, or with internet access run \`make download\` to fetch the official CIFAR-10 release instead" >&2; \
 	  exit 1; }
 
 ## without the remote: download the official CIFAR-10 release into data/raw/cifar10.tar and track it

@@ -119,7 +119,6 @@ def train(
         if why and not warned:
             tqdm.write(f"warning: evaluation disagrees with training: {why}; {DISAGREEMENT_ADVICE}")
             warned = True
-    progress.close()
 
 
 def whole_run_bar(run: Run, epochs: range) -> tqdm:
@@ -200,9 +199,10 @@ def main() -> None:
         history, train_flops = resumed(run, key, live) if params["train"]["resume"] else ([], 0.0)
         first_epoch = len(history)
         # FLOPs are counted before the clock starts, as the benchmark's reference does
-        progress = whole_run_bar(run, range(first_epoch, params["train"]["epochs"]))
-        started = time.perf_counter()
-        train(run, val_split, live, key, history, train_flops, progress)
+        # closed on an error too, before the error's message
+        with whole_run_bar(run, range(first_epoch, params["train"]["epochs"])) as progress:
+            started = time.perf_counter()
+            train(run, val_split, live, key, history, train_flops, progress)
         seconds = time.perf_counter() - started
         if distributed.is_main():
             save_checkpoint(

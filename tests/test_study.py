@@ -33,10 +33,10 @@ def write_study(repo: Path, study: dict) -> None:
     (repo / "experiments/study.yaml").write_text(yaml.safe_dump(study, sort_keys=False))
 
 
-def tiny_study(tmp_path, optimizers=("sgd", "adam"), diverge=True, seeds=(0, 1)) -> Path:
+def tiny_study(tmp_path, optimizers=("sgd", "adam"), diverge=True) -> Path:
     """A committed tiny repository whose study sweeps sgd (diverging at its own lr, unless not
     diverge) and adam (at lr 0.002, without weight decay, so that only its lr is swept), each at one
-    lr: one sweep run and a final run per seed each."""
+    lr: one sweep run and two seeds each."""
     params = diverging(tiny_params(), "sgd") if diverge else tiny_params()
     params["optimizers"]["adam"].update(lr=0.002, weight_decay=0.0)
     params["train"].update(epochs=1, batch_size=8)
@@ -45,7 +45,7 @@ def tiny_study(tmp_path, optimizers=("sgd", "adam"), diverge=True, seeds=(0, 1))
         repo,
         {
             "optimizers": list(optimizers),
-            "seeds": list(seeds),
+            "seeds": [0, 1],
             "changes": {"train.epochs": 2},
             "target_val_acc": 0.3,
             "sweep": {
@@ -137,7 +137,7 @@ def test_a_queue_worker_that_dies_is_restarted_once_then_named(tmp_path):
     """kill -9 of DVC's queue worker while a run is running: the worker is started again, the run it
     left stuck as 'Running' is named with the worker's log, and after `dvc queue kill` the study
     runs again to the end."""
-    repo = tiny_study(tmp_path, optimizers=["adam"], diverge=False, seeds=[0])
+    repo = tiny_study(tmp_path, optimizers=["adam"], diverge=False)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     study = subprocess.Popen(
         [sys.executable, "-m", "experiments.study"],
@@ -167,7 +167,7 @@ def test_a_queue_worker_that_dies_is_restarted_once_then_named(tmp_path):
 
 @pytest.mark.e2e
 def test_a_study_split_across_two_machines_is_collected_without_training(tmp_path):
-    repo = tiny_study(tmp_path, diverge=False, seeds=[0])
+    repo = tiny_study(tmp_path, diverge=False)
     # the team's writable DVC remote
     dvc("remote", "add", "-d", "team", str(tmp_path / "dvc-remote"), cwd=repo)
     run(["git", "commit", "-q", "-am", "the team's DVC remote"], repo)
@@ -185,10 +185,14 @@ def test_a_study_split_across_two_machines_is_collected_without_training(tmp_pat
         trained[k] = set(dvc("exp", "list", "--name-only", cwd=machine).split())
         own = load_params(machine / "params.yaml")["optimizers"][optimizer]
         lr = value_name(rounded(own["lr"]))
-        assert trained[k] == {f"sweep-{optimizer}-{lr}", f"study-{optimizer}-seed0"}
+        assert trained[k] == {
+            f"sweep-{optimizer}-{lr}",
+            f"study-{optimizer}-seed0",
+            f"study-{optimizer}-seed1",
+        }
 
     collected = run([sys.executable, "-m", "experiments.study"], tmp_path / "machine1")
     # nothing trained
     assert "queued experiments" not in collected and "wrote reports/optimizers.json" in collected
     report = json.loads((tmp_path / "machine1/reports/optimizers.json").read_text())
-    assert [(row["optimizer"], row["ok"]) for row in report["rows"]] == [("sgd", 1), ("adam", 1)]
+    assert [(row["optimizer"], row["ok"]) for row in report["rows"]] == [("sgd", 2), ("adam", 2)]
