@@ -20,9 +20,9 @@ pipeline: data
 
 ## run the linter and the whole test suite; every test trains in fp32, or in bf16 with `make test PRECISION=bf16`
 PRECISION ?= fp32
-# the test files spread over the cores (pytest-xdist), each file's tests on one worker, so that a
-# file's shared fixtures are made once; the slowest tests listed at the end
-PYTEST_ARGS ?= -n auto --dist loadfile --durations=15
+# the tests spread over the cores (pytest-xdist); those marked with one xdist_group run on one
+# worker (they share a module's fixtures, or balance the longest); the slowest listed at the end
+PYTEST_ARGS ?= -n auto --dist loadgroup --durations=15
 test: setup lint
 	TEST_PRECISION=$(PRECISION) pytest $(PYTEST_ARGS)
 

@@ -14,6 +14,8 @@ import copy
 import csv
 import io
 import json
+import math
+import os
 import re
 import subprocess
 import sys
@@ -38,9 +40,11 @@ WORKER_LOGS = (
     ".dvc/tmp/exps/celery/*.out"  # where `dvc queue logs` itself points when a worker failed
 )
 RUN_PIDS = ".dvc/tmp/exps/run/{task}*/*.pid"  # each queued run's own process, by its task id
-POLL_SECONDS = 5
-# polls in a row without a worker before the worker counts as gone (a starting one shows none)
-DEAD_POLLS = 3
+# how often the queue is looked at; the tests, whose runs take seconds, look more often
+POLL_SECONDS = float(os.environ.get("EXPERIMENTS_POLL_SECONDS", "5"))
+# polls in a row without a worker, 15 s of them, before the worker counts as gone (a starting one
+# shows none)
+DEAD_POLLS = math.ceil(15 / POLL_SECONDS)
 WAITING = ("Queued", "Running")
 # of one name's several tasks, the liveliest counts
 RANK = {

@@ -198,7 +198,7 @@ def main() -> None:
         key = fingerprint(params, [train_split, val_split])
         history, train_flops = resumed(run, key, live) if params["train"]["resume"] else ([], 0.0)
         first_epoch = len(history)
-        # FLOPs are counted before the clock starts, as the benchmark's reference does
+        # the bar counts the FLOPs before the clock starts, as the benchmark's reference does; it is
         # closed on an error too, before the error's message
         with whole_run_bar(run, range(first_epoch, params["train"]["epochs"])) as progress:
             started = time.perf_counter()

@@ -107,6 +107,8 @@ def make_archive(folder: Path, archive: Path) -> Path:
 # the suite in bf16, which every x86 CPU runs (emulated, and slower, where it lacks the
 # instructions).
 PRECISION = os.environ.get("TEST_PRECISION", "fp32")
+# the drivers' runs here take seconds: look at DVC's queue every 2 seconds, not every 5
+os.environ.setdefault("EXPERIMENTS_POLL_SECONDS", "2")
 
 
 def tiny_params(raw: str = "data/raw/cifar10") -> dict:

@@ -31,7 +31,8 @@ from tests.conftest import (
     tiny_params,
 )
 
-pytestmark = pytest.mark.e2e
+# one worker of pytest-xdist runs them all: they share the module's experiments
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("pipeline")]
 
 METRIC_FILES = [
     "metrics/evaluate.json",

@@ -84,6 +84,7 @@ def test_bad_study_settings_are_named(params):
 
 
 @pytest.mark.e2e
+@pytest.mark.xdist_group("longest")
 def test_study_runs_on_a_real_dvc_queue_and_a_docs_only_commit_trains_nothing(tmp_path):
     repo = tiny_study(tmp_path)
     output = run(["python", "-m", "experiments.study"], repo)
@@ -166,6 +167,7 @@ def test_a_queue_worker_that_dies_is_restarted_once_then_named(tmp_path):
 
 
 @pytest.mark.e2e
+@pytest.mark.xdist_group("longest")  # beside the longest, on one worker; the rest on the other
 def test_a_study_split_across_two_machines_is_collected_without_training(tmp_path):
     repo = tiny_study(tmp_path, diverge=False)
     # the team's writable DVC remote
