@@ -26,9 +26,9 @@ PYTEST_ARGS ?= -n auto --dist loadgroup --durations=15
 test: setup lint
 	TEST_PRECISION=$(PRECISION) pytest $(PYTEST_ARGS)
 
-## the unit tests only, for the edit loop: no dvc or git subprocesses, no queue
+## the unit tests only, for the edit loop: no dvc or git subprocesses, no queue, no multi-process training
 test-fast: setup lint
-	TEST_PRECISION=$(PRECISION) pytest $(PYTEST_ARGS) -m "not e2e and not soak"
+	TEST_PRECISION=$(PRECISION) pytest $(PYTEST_ARGS) -m "not e2e and not soak and not processes"
 
 ## create .venv and install the pinned requirements.txt into it
 setup: $(VENV)/.installed

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import time
 
+import pytest
 import torch
 
 from classifier.files import read_history
@@ -19,6 +20,10 @@ OUTPUTS = [
     "metrics/train/metrics.json",
     "metrics/timing.json",
 ]
+
+
+# each test trains in two processes: in make test, not in make test-fast
+pytestmark = pytest.mark.processes
 
 
 def train(workdir, params, seed=0, **train_params) -> list[dict]:
