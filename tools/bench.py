@@ -32,12 +32,11 @@ import time
 from datetime import date
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
 
-from classifier.data import group_by_split, load_split, read_raw, save_split
+from classifier.data import group_by_split, load_split, read_raw, save_split, stratified_split
 from classifier.device import resolve_precision, setup_torch
 from classifier.errors import UserError
 from classifier.files import EVALUATE_METRICS, TIMING_METRICS, TRAIN_METRICS, write_json
@@ -404,19 +403,11 @@ def airbench_source(dest: Path) -> Path:
 
 
 def subset(prepared: Path, dest: Path, train_images: int, seed: int = 0) -> Path:
-    """A prepared folder of train_images training images drawn at random across the classes (the
-    same share of each), with 1,000 validation and 2,000 test images drawn the same way."""
-    rng = np.random.default_rng(seed)
+    """A prepared folder of about train_images training images, and of 1,000 validation and 2,000
+    test images, each drawn at random with each class's share kept (the prepare stage's split)."""
     for split, count in (("train", train_images), ("val", 1000), ("test", 2000)):
         images, labels, class_names = load_split(split, prepared)
-        per_class = count // len(class_names)
-        chosen = np.concatenate(
-            [
-                rng.permutation(np.flatnonzero(labels == k))[:per_class]
-                for k in range(len(class_names))
-            ]
-        )
-        chosen = rng.permutation(chosen)
+        chosen = stratified_split(labels, count / len(labels), seed, class_names)[1]
         save_split(split, images[chosen], labels[chosen], class_names, dest)
     return dest
 

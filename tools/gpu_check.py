@@ -10,7 +10,6 @@ nothing else does.
 """
 
 import json
-import time
 from datetime import date
 
 import torch
@@ -20,23 +19,22 @@ from classifier.files import EVALUATE_METRICS, TIMING_METRICS, TRAIN_METRICS, wr
 from experiments.gitdvc import dvc, read_at
 from tools.bench import result_path
 from tools.bench_report import write_report
+from tools.peaks import best_rate
 
 EXPERIMENT = "gpu-check"
 
 
 def matmul_gflops(side: int = 8192) -> float:
-    """GFLOP/s of a bf16 matmul on the GPU, the fastest of three after a warm-up (synchronised
+    """GFLOP/s of a bf16 matmul on the GPU, the fastest of a few after a warm-up (synchronised
     around each: its kernels run asynchronously)."""
     a, b = (torch.randn(side, side, dtype=torch.bfloat16, device="cuda") for _ in range(2))
-    torch.matmul(a, b)
-    fastest = float("inf")
-    for _ in range(3):
+
+    def matmul() -> None:
         torch.cuda.synchronize()
-        started = time.perf_counter()
         torch.matmul(a, b)
         torch.cuda.synchronize()
-        fastest = min(fastest, time.perf_counter() - started)
-    return 2 * side**3 / fastest / 1e9
+
+    return best_rate(matmul, 2 * side**3)
 
 
 def main() -> None:

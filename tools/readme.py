@@ -17,6 +17,7 @@ import yaml
 from classifier.files import read_csv, read_history
 from classifier.fit import fit_text
 from classifier.params import load_params
+from experiments.report import markdown_table, percent
 
 README = Path("README.md")
 BLOCK = re.compile(r"(<!-- generated: (\w+) -->\n).*?(<!-- end: \2 -->)", re.S)
@@ -27,16 +28,6 @@ EXAMPLE_RATES = (30, 100)
 
 def read_json(root: Path, path: str) -> dict:
     return json.loads((root / path).read_text())
-
-
-def percent(value: float) -> str:
-    return f"{value * 100:.2f}%"
-
-
-def table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
 
 
 def duration(seconds: float) -> str:
@@ -114,7 +105,7 @@ def results_block(root: Path) -> str:
         + ", ".join(f"`{key}`" for key in since)
         + ": `dvc repro` trains today's"
     )
-    return table(
+    return markdown_table(
         ["what", "value", "file"],
         [
             ["the run's params", params_row, "`dvc.lock`"],
