@@ -14,7 +14,6 @@ import copy
 import csv
 import io
 import json
-import math
 import os
 import re
 import subprocess
@@ -34,17 +33,18 @@ from classifier.files import (
 from classifier.params import PARAMS_FILE, get, load_params, parse_params
 from experiments.gitdvc import dvc, git, read_at
 
-# Private files of DVC's queue, read only by the workarounds for its dying worker (DVC issues
-# #10562, #8702)
+# Private files of DVC's queue, read by the workarounds for its dying worker (DVC issues #10562,
+# #8702) and to see whether anything runs without asking celery
 WORKER_LOGS = (
     ".dvc/tmp/exps/celery/*.out"  # where `dvc queue logs` itself points when a worker failed
 )
-RUN_PIDS = ".dvc/tmp/exps/run/{task}*/*.pid"  # each queued run's own process, by its task id
+WORKER_PIDS = ".dvc/tmp/exps/celery/*.pid"  # each queue worker's process
+RUN_PIDS = ".dvc/tmp/exps/run/*/*.pid"  # each queued run's own process
 # how often the queue is looked at; the tests, whose runs take seconds, look more often
 POLL_SECONDS = float(os.environ.get("EXPERIMENTS_POLL_SECONDS", "5"))
-# polls in a row without a worker, 15 s of them, before the worker counts as gone (a starting one
-# shows none)
-DEAD_POLLS = math.ceil(15 / POLL_SECONDS)
+# how long the queue may show no live process before its worker counts as gone (one being started
+# shows none yet)
+WORKER_GRACE_SECONDS = 15.0
 WAITING = ("Queued", "Running")
 # of one name's several tasks, the liveliest counts
 RANK = {
@@ -92,16 +92,6 @@ def queue_status() -> tuple[list[list[str]], bool]:
     return rows, bool(workers) and workers[-1] != "Worker status: 0 active, 0 idle"
 
 
-def queue_states(rows: list[list[str]]) -> dict[str, str]:
-    """Experiment name -> its state in DVC's queue (rows from queue_status): Queued, Running,
-    Success or Failed. A name queued more than once keeps its liveliest state."""
-    states: dict[str, str] = {}
-    for _, name, *_, state in rows:
-        if RANK[state] >= RANK[states.get(name, "Failed")]:
-            states[name] = state
-    return states
-
-
 def newest_task(name: str) -> str:
     """The id of the newest queue task of that name: `dvc queue logs NAME` may show an older one's
     log, and `dvc queue status` lists tasks in the order of its broker's file names, not by age. A
@@ -141,11 +131,24 @@ def liveliest(rows: list[dict]) -> dict[str, tuple[str, str]]:
     return states
 
 
-def run_alive(task: str) -> bool:
-    """Whether the process of the queued run with this task id is alive (a workaround for DVC issue
-    #10562: a worker whose queue has emptied is no longer counted by `dvc queue status`, though it
-    still runs its last experiment to the end): the pid file DVC keeps for the run."""
-    return any(alive(pid_file.read_text()) for pid_file in Path().glob(RUN_PIDS.format(task=task)))
+def any_alive(pid_files: str) -> bool:
+    """Whether a process of these pid files (a glob pattern) is alive: read in microseconds, where
+    `dvc queue status` takes seconds of a core to ask celery."""
+    for pid_file in Path().glob(pid_files):
+        with contextlib.suppress(OSError):  # removed since the glob
+            if alive(pid_file.read_text()):
+                return True
+    return False
+
+
+def queue_states(rows: list[list[str]]) -> dict[str, str]:
+    """Experiment name -> its state in DVC's queue (rows from queue_status): Queued, Running,
+    Success or Failed. A name queued more than once keeps its liveliest state."""
+    states: dict[str, str] = {}
+    for _, name, *_, state in rows:
+        if RANK[state] >= RANK[states.get(name, "Failed")]:
+            states[name] = state
+    return states
 
 
 def start_worker() -> None:
@@ -164,39 +167,46 @@ def start_worker() -> None:
 
 
 def wait_until_no_worker(limit: float = 60.0) -> None:
-    """Let the last batch's worker go first: a worker whose queue just emptied shuts down, but can
-    still take a task queued in that moment and exit with it half run, left 'Running' with no worker
-    (seen in the study's test, between its sweep and its final runs)."""
+    """Let the last batch's worker go first: a worker whose queue just emptied shuts down (after 10
+    s idle), but can still take a task queued in that moment and exit with it half run, left
+    'Running' with no worker (seen in the study's test, between its sweep and its final runs)."""
     deadline = time.monotonic() + limit
-    while queue_status()[1] and time.monotonic() < deadline:
+    while any_alive(WORKER_PIDS) and time.monotonic() < deadline:
         time.sleep(POLL_SECONDS)
 
 
 def wait_for(names: list[str]) -> None:
     """Wait until none of the experiments is queued or running.
 
-    A worker that died with experiments still waiting (DVC issues #10562 and #8702) is restarted
-    once; if the queue stalls again, one error names the experiment and the worker's log.
+    While a queued run's process is alive, only its pid file is read; otherwise `dvc queue status`
+    says what waits (DVC's API would also look into running experiments' workspaces, and has hung
+    when one vanished). A worker that died with experiments still waiting (DVC issues #10562 and
+    #8702) is restarted once; if the queue stalls again, one error names the experiment and the
+    worker's log. (A worker whose queue has emptied drops out of `dvc queue status` while it still
+    runs its last experiment, DVC issue #10562: its run's process counts as alive.)
     """
-    restarted, polls_without_worker = False, 0
+    restarted, last_alive = False, time.monotonic()
     while True:
+        time.sleep(POLL_SECONDS)
+        if any_alive(RUN_PIDS):
+            last_alive = time.monotonic()
+            continue
         rows, worker_alive = queue_status()
         states = queue_states(rows)
         waiting = [name for name in names if states.get(name) in WAITING]
         if not waiting:
             return
-        running = [task for task, name, *_, state in rows if name in waiting and state == "Running"]
-        alive = worker_alive or any(run_alive(task) for task in running)
-        polls_without_worker = 0 if alive else polls_without_worker + 1
-        if polls_without_worker == DEAD_POLLS and not restarted:
+        if worker_alive or any_alive(WORKER_PIDS):
+            last_alive = time.monotonic()
+        elif time.monotonic() - last_alive > WORKER_GRACE_SECONDS and not restarted:
             print(
                 f"the DVC queue's worker stopped with {len(waiting)} experiments waiting; "
                 "starting it again",
                 flush=True,
             )
             start_worker()
-            restarted, polls_without_worker = True, 0
-        elif polls_without_worker == DEAD_POLLS:
+            restarted, last_alive = True, time.monotonic()
+        elif time.monotonic() - last_alive > WORKER_GRACE_SECONDS:
             logs = " ".join(str(path) for path in sorted(Path().glob(WORKER_LOGS))) or "none found"
             raise UserError(
                 f"the DVC queue's worker stopped while experiment '{waiting[0]}' was "
@@ -204,7 +214,6 @@ def wait_for(names: list[str]) -> None:
                 f"stop it with `dvc queue kill {waiting[0]}`, then run this again: finished runs "
                 "are kept"
             )
-        time.sleep(POLL_SECONDS)
 
 
 # ------------------------------------------------------------ running the queue

@@ -92,10 +92,7 @@ def run_optimizers(params: dict, study: dict) -> tuple[dict, dict]:
     """The sweeps and the final runs of study's optimizers: the sweeps' results, and name -> each
     final run's."""
     sweep = sweep_optimizers(params, study)
-    results = {}
-    for runs in final_runs(study, sweep).values():  # one optimizer's seeds at a time
-        results.update(run_queue(runs))
-    return sweep, results
+    return sweep, run_queue(final_runs(study, sweep))
 
 
 def summaries(study: dict, sweep: dict, results: dict) -> dict[str, dict[int, dict]]:

@@ -85,14 +85,15 @@ def sweep_key(
         for optimizer in fixed
     }
     for widening in range(sweep["max_widenings"] + 1):
-        for optimizer, values in to_try.items():
-            trials = {
-                value: sweep_run(study, optimizer, {**fixed[optimizer], key: value})
-                for value in values
-            }
-            results = run_queue(dict(trials.values())) if trials else {}
-            for value, (name, _) in trials.items():
-                scores[optimizer][value] = score(results[name])
+        # one batch of runs per round, every optimizer's together: each batch starts DVC's worker
+        trials = {
+            (optimizer, value): sweep_run(study, optimizer, {**fixed[optimizer], key: value})
+            for optimizer, values in to_try.items()
+            for value in values
+        }
+        results = run_queue(dict(trials.values())) if trials else {}
+        for (optimizer, value), (name, _) in trials.items():
+            scores[optimizer][value] = score(results[name])
         edges = {
             optimizer: next_value(tried, sweep["widen"]) for optimizer, tried in scores.items()
         }
@@ -166,9 +167,9 @@ def chosen(optimizer: str, sweep: dict) -> dict:
     }
 
 
-def final_runs(study: dict, sweep: dict[str, dict]) -> dict[str, dict[str, dict]]:
-    """optimizer -> name -> params, one per seed, at the optimizer's lr and weight decay from the
-    sweeps."""
+def final_runs(study: dict, sweep: dict[str, dict]) -> dict[str, dict]:
+    """name -> params: each optimizer once per seed, at its lr and weight decay from the sweeps;
+    none for an optimizer whose every lr diverged."""
     runs = {}
     for optimizer in study["optimizers"]:
         if sweep[optimizer]["lr"]["chosen"] is None:
@@ -178,9 +179,8 @@ def final_runs(study: dict, sweep: dict[str, dict]) -> dict[str, dict[str, dict]
             "optimizer": optimizer,
             **chosen(optimizer, sweep[optimizer]),
         }
-        runs[optimizer] = {
-            f"study-{optimizer}-seed{seed}": {**settings, "seed": seed} for seed in study["seeds"]
-        }
+        for seed in study["seeds"]:
+            runs[f"study-{optimizer}-seed{seed}"] = {**settings, "seed": seed}
     return runs
 
 

@@ -7,7 +7,14 @@ import subprocess
 import pytest
 
 from classifier.errors import UserError
-from experiments.queue import my_share, parse_shard, run_alive, with_changes
+from experiments.queue import (
+    RUN_PIDS,
+    WORKER_PIDS,
+    any_alive,
+    my_share,
+    parse_shard,
+    with_changes,
+)
 
 
 def test_with_changes_sets_dotted_keys_on_a_copy(params):
@@ -20,16 +27,16 @@ def test_with_changes_sets_dotted_keys_on_a_copy(params):
 
 def test_a_queued_run_counts_as_alive_while_its_process_is(tmp_path, monkeypatch):
     """A worker whose queue has emptied drops out of `dvc queue status` while it runs its last
-    experiment."""
+    experiment: its run's process counts."""
     monkeypatch.chdir(tmp_path)
-    run_dir = tmp_path / ".dvc/tmp/exps/run/271a99f0ab7d"
-    run_dir.mkdir(parents=True)
-    (run_dir / "271a99f0ab7d.pid").write_text(str(os.getpid()))
-    assert run_alive("271a99f") and not run_alive("c3ddfa6")
+    pid_file = tmp_path / ".dvc/tmp/exps/run/271a99f0ab7d/271a99f0ab7d.pid"
+    pid_file.parent.mkdir(parents=True)
+    pid_file.write_text(str(os.getpid()))
+    assert any_alive(RUN_PIDS) and not any_alive(WORKER_PIDS)
     ended = subprocess.Popen(["true"])
     ended.wait()
-    (run_dir / "271a99f0ab7d.pid").write_text(str(ended.pid))
-    assert not run_alive("271a99f")
+    pid_file.write_text(str(ended.pid))
+    assert not any_alive(RUN_PIDS)
 
 
 def test_shards_split_the_runs_so_that_each_runs_on_exactly_one_machine():

@@ -88,24 +88,29 @@ def test_the_weight_decay_is_swept_at_the_best_lr_without_training_the_best_lr_r
     queued = fake_queue(monkeypatch, params)
     sweep = sweep_optimizers(params, study)
 
-    assert [sorted(runs) for runs in queued] == [  # one optimizer's runs at a time
-        ["sweep-sgd-0p03", "sweep-sgd-0p1", "sweep-sgd-0p3"],
-        ["sweep-adam-0p0006", "sweep-adam-0p002", "sweep-adam-0p006"],
-        ["sweep-rmsprop-0p0003", "sweep-rmsprop-0p001", "sweep-rmsprop-0p003"],
-        ["sweep-nadam-0p0006", "sweep-nadam-0p002", "sweep-nadam-0p006"],
-        ["sweep-sgd-0p9"],
-        ["sweep-adam-0p018"],
-        ["sweep-rmsprop-0p009"],
-        ["sweep-nadam-0p0002"],  # each at an edge
+    assert [sorted(runs) for runs in queued] == [  # one round of every optimizer at a time
+        [
+            "sweep-adam-0p0006",
+            "sweep-adam-0p002",
+            "sweep-adam-0p006",
+            "sweep-nadam-0p0006",
+            "sweep-nadam-0p002",
+            "sweep-nadam-0p006",
+            "sweep-rmsprop-0p0003",
+            "sweep-rmsprop-0p001",
+            "sweep-rmsprop-0p003",
+            "sweep-sgd-0p03",
+            "sweep-sgd-0p1",
+            "sweep-sgd-0p3",
+        ],
+        # each at an edge
+        ["sweep-adam-0p018", "sweep-nadam-0p0002", "sweep-rmsprop-0p009", "sweep-sgd-0p9"],
         ["sweep-nadam-6p67em05"],  # nadam still diverges at the last widening
         # wd 0.001 at lr 0.3 is sweep-sgd-0p3: not again
-        [
-            "sweep-sgd-0p3-wd0p0003",
-            "sweep-sgd-0p3-wd0p003",
-        ],
+        ["sweep-sgd-0p3-wd0p0003", "sweep-sgd-0p3-wd0p003"],
         ["sweep-sgd-0p3-wd0p009"],
     ]
-    assert queued[9]["sweep-sgd-0p3-wd0p003"] == {
+    assert queued[3]["sweep-sgd-0p3-wd0p003"] == {
         "train.epochs": 1,
         "optimizer": "sgd",
         "optimizers.sgd.lr": 0.3,
@@ -139,21 +144,15 @@ def test_the_weight_decay_is_swept_at_the_best_lr_without_training_the_best_lr_r
 def test_the_final_runs_use_the_chosen_lr_and_weight_decay(monkeypatch):
     params, study = sweep_setup()
     fake_queue(monkeypatch, params)
-    by_optimizer = final_runs(study, sweep_optimizers(params, study))
-    runs = {name: changes for batch in by_optimizer.values() for name, changes in batch.items()}
+    runs = final_runs(study, sweep_optimizers(params, study))
     # nadam diverged at every lr: no final runs
-    assert list(by_optimizer) == [
-        "sgd",
-        "adam",
-        "rmsprop",
-    ]
-    assert sorted(runs) == [
+    assert list(runs) == [
+        "study-sgd-seed0",
+        "study-sgd-seed1",
         "study-adam-seed0",
         "study-adam-seed1",
         "study-rmsprop-seed0",
         "study-rmsprop-seed1",
-        "study-sgd-seed0",
-        "study-sgd-seed1",
     ]
     assert runs["study-sgd-seed1"] == {
         "train.epochs": 3,
