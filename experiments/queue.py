@@ -92,6 +92,16 @@ def queue_status() -> tuple[list[list[str]], bool]:
     return rows, bool(workers) and workers[-1] != "Worker status: 0 active, 0 idle"
 
 
+def queue_states(rows: list[list[str]]) -> dict[str, str]:
+    """Experiment name -> its state in DVC's queue (rows from queue_status): Queued, Running,
+    Success or Failed. A name queued more than once keeps its liveliest state."""
+    states: dict[str, str] = {}
+    for _, name, *_, state in rows:
+        if RANK[state] >= RANK[states.get(name, "Failed")]:
+            states[name] = state
+    return states
+
+
 def newest_task(name: str) -> str:
     """The id of the newest queue task of that name: `dvc queue logs NAME` may show an older one's
     log, and `dvc queue status` lists tasks in the order of its broker's file names, not by age. A
@@ -139,16 +149,6 @@ def any_alive(pid_files: str) -> bool:
             if alive(pid_file.read_text()):
                 return True
     return False
-
-
-def queue_states(rows: list[list[str]]) -> dict[str, str]:
-    """Experiment name -> its state in DVC's queue (rows from queue_status): Queued, Running,
-    Success or Failed. A name queued more than once keeps its liveliest state."""
-    states: dict[str, str] = {}
-    for _, name, *_, state in rows:
-        if RANK[state] >= RANK[states.get(name, "Failed")]:
-            states[name] = state
-    return states
 
 
 def start_worker() -> None:
