@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision.io import ImageReadMode, decode_image
 
 from classifier.errors import UserError
 from classifier.files import PREPARED_DIR, write_atomically
@@ -127,6 +126,9 @@ def decode_rgb(contents: bytes) -> tuple[torch.Tensor | None, bool]:
     """8-bit RGB pixels (H, W, 3) of an encoded image and whether it had to be converted (grayscale,
     palette, alpha or 16-bit); (None, False) for bytes that are not a readable image (empty,
     truncated, corrupt)."""
+    # imported here: torchvision costs every stage that imports this module a second or two
+    from torchvision.io import ImageReadMode, decode_image
+
     if not contents:
         return None, False
     try:

@@ -5,7 +5,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import classification_report
 
 from classifier.batches import scale_down, stats_tensors, to_input
 from classifier.device import autocast, resolve_precision, setup_torch
@@ -62,6 +61,9 @@ def loss_and_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float
 def class_report(labels, predictions, class_names: list[str]) -> tuple[list[dict], float]:
     """scikit-learn's classification report, one rounded row per class, and its macro-averaged
     F1."""
+    # imported here: scikit-learn costs every stage that imports this module a second or two
+    from sklearn.metrics import classification_report
+
     full = classification_report(
         labels,
         predictions,

@@ -220,7 +220,8 @@ def train_one_epoch(
                 f"{total_loss / total_seen:.3f} acc {total_correct / total_seen:.3f}",
                 refresh=False,
             )
-            progress.update(flops / steps / 1e9)
+            # clamped: the sum of the steps' shares can pass the planned total by a rounding
+            progress.update(min(flops / steps / 1e9, progress.total - progress.n))
     if epoch == train_params["epochs"] - 1:
         run.lookahead.finish()
     total_loss, total_correct, total_seen = distributed.sum_across(
