@@ -35,8 +35,9 @@ def write_study(repo: Path, study: dict) -> None:
 
 def tiny_study(tmp_path, optimizers=("sgd", "adam"), diverge=True) -> Path:
     """A committed tiny repository whose study sweeps sgd (diverging at its own lr, unless not
-    diverge) and adam (at lr 0.002, without weight decay, so that only its lr is swept), each at one
-    lr: one sweep run and two seeds each."""
+    diverge) and adam (at lr 0.002, without weight decay, so that only its lr is swept); two seeds
+    each. Each sweep is one round (the widening is tested in test_sweep): the own value alone, or,
+    with diverge, also a millionth of it, where sgd trains."""
     params = diverging(tiny_params(), "sgd") if diverge else tiny_params()
     params["optimizers"]["adam"].update(lr=0.002, weight_decay=0.0)
     params["train"].update(epochs=1, batch_size=8)
@@ -49,9 +50,9 @@ def tiny_study(tmp_path, optimizers=("sgd", "adam"), diverge=True) -> Path:
             "changes": {"train.epochs": 2},
             "target_val_acc": 0.3,
             "sweep": {
-                "factors": [1],
+                "factors": [1e-6, 1] if diverge else [1],
                 "widen": 1e6,
-                "max_widenings": 1 if diverge else 0,
+                "max_widenings": 0,
                 "changes": {"train.epochs": 3},
             },
         },
