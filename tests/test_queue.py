@@ -1,8 +1,12 @@
 """Runs on DVC's queue: the params of a run, the shares of several machines, and the workaround for
-a dying worker (DVC issues #10562, #8702)."""
+a dying worker (DVC issues #10562, #8702), on a real queue."""
 
 import os
+import signal
 import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +19,15 @@ from experiments.queue import (
     parse_shard,
     with_changes,
 )
+from tests.conftest import dvc, make_dvc_repo, repro_and_commit, tiny_params
+
+# what the study and the ablation do with each batch of runs, for one run of three epochs
+RUN_ONE = """
+from classifier.errors import run_main
+from experiments.queue import run_queue
+
+run_main(lambda: print(run_queue({"one-run": {"train.epochs": 3}})["one-run"]["status"]))
+"""
 
 
 def test_with_changes_sets_dotted_keys_on_a_copy(params):
@@ -51,3 +64,35 @@ def test_shards_split_the_runs_so_that_each_runs_on_exactly_one_machine():
         and my_share(names, None) == names
     )
     assert my_share(["adam"], (2, 2)) == []  # more machines than optimizers: this one runs nothing
+
+
+@pytest.mark.e2e
+def test_a_queue_worker_that_dies_is_restarted_once_then_named(tmp_path):
+    """kill -9 of DVC's queue worker while a run is running: the worker is started again, the run it
+    left stuck as 'Running' is named with the worker's log (exit status 2), and after `dvc queue
+    kill` the same runs go through."""
+    params = tiny_params()
+    params["train"]["batch_size"] = 8
+    repo = repro_and_commit(make_dvc_repo(tmp_path / "repo", params))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    command = [sys.executable, "-c", RUN_ONE]
+    queued = subprocess.Popen(
+        command, cwd=repo, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    worker_pid = repo / ".dvc/tmp/exps/celery/dvc-exp-worker-1.pid"
+    while "Running" not in dvc("queue", "status", cwd=repo) or not worker_pid.exists():
+        assert queued.poll() is None, queued.communicate()
+        time.sleep(0.2)
+    os.kill(int(worker_pid.read_text()), signal.SIGKILL)
+    stdout, stderr = queued.communicate(timeout=600)
+
+    assert queued.returncode == 2, stderr
+    assert "the DVC queue's worker stopped with 1 experiments waiting; starting it again" in stdout
+    assert stderr.strip().splitlines()[-1] == (
+        "error: the DVC queue's worker stopped while experiment 'one-run' was running (worker "
+        "log: .dvc/tmp/exps/celery/dvc-exp-worker-1.out); see `dvc queue status`, stop it with "
+        "`dvc queue kill one-run`, then run this again: finished runs are kept"
+    )
+    dvc("queue", "kill", "one-run", cwd=repo)
+    again = subprocess.run(command, cwd=repo, env=env, text=True, capture_output=True)
+    assert again.returncode == 0 and again.stdout.strip().endswith("ok"), again.stderr

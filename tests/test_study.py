@@ -1,12 +1,9 @@
 """The optimizer study's driver: its settings' checks, and the whole study on a real DVC queue, on
-one machine and on several."""
+one machine and on several (a dying queue worker: test_queue)."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +15,7 @@ from experiments.queue import load_settings
 from experiments.study import STUDY_FILE, check_study
 from experiments.sweep import rounded, value_name
 from tests.conftest import (
+    ENV,
     REPO,
     diverging,
     dvc,
@@ -136,39 +134,6 @@ def test_study_runs_on_a_real_dvc_queue_and_a_docs_only_commit_trains_nothing(tm
 
 
 @pytest.mark.e2e
-def test_a_queue_worker_that_dies_is_restarted_once_then_named(tmp_path):
-    """kill -9 of DVC's queue worker while a run is running: the worker is started again, the run it
-    left stuck as 'Running' is named with the worker's log, and after `dvc queue kill` the study
-    runs again to the end."""
-    repo = tiny_study(tmp_path, optimizers=["adam"], diverge=False)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    study = subprocess.Popen(
-        [sys.executable, "-m", "experiments.study"],
-        cwd=repo,
-        env=env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    worker_pid = repo / ".dvc/tmp/exps/celery/dvc-exp-worker-1.pid"
-    while "Running" not in dvc("queue", "status", cwd=repo) or not worker_pid.exists():
-        assert study.poll() is None, study.communicate()
-        time.sleep(0.2)
-    os.kill(int(worker_pid.read_text()), signal.SIGKILL)
-    stdout, stderr = study.communicate(timeout=600)
-
-    assert study.returncode == 2, stderr
-    assert "the DVC queue's worker stopped with 1 experiments waiting; starting it again" in stdout
-    assert stderr.strip().splitlines()[-1] == (
-        "error: the DVC queue's worker stopped while experiment 'sweep-adam-0p002' was running "
-        "(worker log: .dvc/tmp/exps/celery/dvc-exp-worker-1.out); see `dvc queue status`, stop "
-        "it with `dvc queue kill sweep-adam-0p002`, then run this again: finished runs are kept"
-    )
-    dvc("queue", "kill", "sweep-adam-0p002", cwd=repo)
-    assert "wrote reports/optimizers.json" in run(["python", "-m", "experiments.study"], repo)
-
-
-@pytest.mark.e2e
 @pytest.mark.xdist_group("longest")  # beside the longest, on one worker; the rest on the other
 def test_a_study_split_across_two_machines_is_collected_without_training(tmp_path):
     repo = tiny_study(tmp_path, diverge=False)
@@ -179,17 +144,28 @@ def test_a_study_split_across_two_machines_is_collected_without_training(tmp_pat
     origin = tmp_path / "origin.git"  # the team's Git remote
     run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], tmp_path)
     run(["git", "push", "-q", str(origin), "main"], repo)
-    trained = {}
-    for k, optimizer in enumerate(["sgd", "adam"], start=1):
-        machine = tmp_path / f"machine{k}"
+    machines = {k: tmp_path / f"machine{k}" for k in (1, 2)}
+    for machine in machines.values():
         run(["git", "clone", "-q", str(origin), str(machine)], tmp_path)
         dvc("pull", "-q", cwd=machine)
-        output = run([sys.executable, "-m", "experiments.study", "--shard", f"{k}/2"], machine)
-        assert f"shard {k}/2 ran {optimizer};" in output
-        trained[k] = set(dvc("exp", "list", "--name-only", cwd=machine).split())
-        own = load_params(machine / "params.yaml")["optimizers"][optimizer]
+    shards = {  # both at once, as two machines of a team run them
+        k: subprocess.Popen(
+            [sys.executable, "-m", "experiments.study", "--shard", f"{k}/2"],
+            cwd=machine,
+            env=ENV,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for k, machine in machines.items()
+    }
+    for k, optimizer in enumerate(["sgd", "adam"], start=1):
+        output = shards[k].communicate(timeout=600)[0]
+        assert shards[k].returncode == 0 and f"shard {k}/2 ran {optimizer};" in output, output
+        trained = set(dvc("exp", "list", "--name-only", cwd=machines[k]).split())
+        own = load_params(machines[k] / "params.yaml")["optimizers"][optimizer]
         lr = value_name(rounded(own["lr"]))
-        assert trained[k] == {
+        assert trained == {
             f"sweep-{optimizer}-{lr}",
             f"study-{optimizer}-seed0",
             f"study-{optimizer}-seed1",
