@@ -20,9 +20,11 @@ pipeline: data
 
 ## run the linter and the whole test suite; every test trains in fp32, or in bf16 with `make test PRECISION=bf16`
 PRECISION ?= fp32
-# the tests spread over the cores (pytest-xdist); those marked with one xdist_group run on one
+# the tests spread over one worker more than the machine has cores (pytest-xdist): the e2e tests
+# spend part of their time waiting on DVC's queue. Those marked with one xdist_group run on one
 # worker (they share a module's fixtures, or balance the longest); the slowest listed at the end
-PYTEST_ARGS ?= -n auto --dist loadgroup --durations=15
+WORKERS ?= $(shell $(PYTHON) -c "import os; print(os.cpu_count() + 1)")
+PYTEST_ARGS ?= -n $(WORKERS) --dist loadgroup --durations=15
 test: setup lint
 	TEST_PRECISION=$(PRECISION) pytest $(PYTEST_ARGS)
 
