@@ -138,7 +138,7 @@ def test_study_runs_on_a_real_dvc_queue_and_after_a_commit_of_no_stage_dep_train
 
 
 @pytest.mark.e2e
-@pytest.mark.xdist_group("longest")  # beside the longest, on one worker; the rest on the other
+@pytest.mark.xdist_group("longest")  # beside the longest, on one worker
 def test_a_study_split_across_two_machines_is_collected_without_training(tmp_path):
     repo = tiny_study(tmp_path, diverge=False)
     # the team's writable DVC remote
