@@ -192,8 +192,10 @@ def wait_for(names: list[str]) -> None:
             last_alive = time.monotonic()
             continue
         rows, worker_alive = queue_status()
-        states = queue_states(rows)
-        waiting = [name for name in names if states.get(name) in WAITING]
+        # a task that the worker is taking shows in neither list for a moment (`dvc queue status`
+        # reads the running tasks, then the queued ones): one not shown counts as queued
+        states = {name: "Queued" for name in names} | queue_states(rows)
+        waiting = [name for name in names if states[name] in WAITING]
         if not waiting:
             return
         if worker_alive or any_alive(WORKER_PIDS):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from classifier.errors import UserError
+from experiments import queue
 from experiments.queue import (
     RUN_PIDS,
     WORKER_PIDS,
@@ -50,6 +51,24 @@ def test_a_queued_run_counts_as_alive_while_its_process_is(tmp_path, monkeypatch
     ended.wait()
     pid_file.write_text(str(ended.pid))
     assert not any_alive(RUN_PIDS)
+
+
+def test_a_task_missing_from_the_queue_status_is_still_waited_for(monkeypatch):
+    """`dvc queue status` reads the running tasks, then the queued ones: a task that the worker
+    takes in between shows in neither (seen as a run reported failed that then succeeded)."""
+    reference = ["139ec23", "ablate-reference", "04:24", "AM", "Success"]
+    statuses = iter(
+        [
+            ([reference], True),
+            ([reference, ["2a4ab91", "ablate-random-flip", "04:24", "AM", "Success"]], True),
+        ]
+    )
+    calls = []
+    monkeypatch.setattr(queue, "POLL_SECONDS", 0)
+    monkeypatch.setattr(queue, "any_alive", lambda pid_files: False)
+    monkeypatch.setattr(queue, "queue_status", lambda: calls.append(1) or next(statuses))
+    queue.wait_for(["ablate-reference", "ablate-random-flip"])
+    assert len(calls) == 2
 
 
 def test_shards_split_the_runs_so_that_each_runs_on_exactly_one_machine():
