@@ -21,14 +21,16 @@ pipeline: data
 ## run the linter and the whole test suite; every test trains in fp32, or in bf16 with `make test PRECISION=bf16`
 PRECISION ?= fp32
 # the tests spread over one worker more than the machine has cores (pytest-xdist): the e2e tests
-# spend part of their time waiting on DVC's queue. Those marked with one xdist_group run on one
-# worker (they share a module's fixtures, or balance the longest); the slowest listed at the end
+# spend part of their time waiting on DVC's queue (test-fast, which computes all the time: one per
+# core). Those marked with one xdist_group run on one worker (they share a module's fixtures, or
+# balance the longest); the slowest listed at the end
 WORKERS ?= $(shell $(PYTHON) -c "import os; print(os.cpu_count() + 1)")
 PYTEST_ARGS ?= -n $(WORKERS) --dist loadgroup --durations=15
 test: setup lint
 	TEST_PRECISION=$(PRECISION) pytest $(PYTEST_ARGS)
 
 ## the unit tests only, for the edit loop: no dvc or git subprocesses, no queue, no multi-process training
+test-fast: WORKERS = auto
 test-fast: setup lint
 	TEST_PRECISION=$(PRECISION) pytest $(PYTEST_ARGS) -m "not e2e and not soak and not processes"
 
