@@ -24,7 +24,8 @@ PRECISION ?= fp32
 # spend part of their time waiting on DVC's queue (test-fast, which computes all the time: one per
 # core). Those marked with one xdist_group run on one worker (they share a module's fixtures, or
 # balance the longest); the slowest listed at the end
-WORKERS ?= $(shell $(PYTHON) -c "import os; print(os.cpu_count() + 1)")
+WORKERS ?= $(shell $(PYTHON) -c "import os; print(len(os.sched_getaffinity(0) if \
+  hasattr(os, 'sched_getaffinity') else range(os.cpu_count())) + 1)")
 PYTEST_ARGS ?= -n $(WORKERS) --dist loadgroup --durations=15
 test: setup lint
 	TEST_PRECISION=$(PRECISION) pytest $(PYTEST_ARGS)
