@@ -1,12 +1,11 @@
 """Runs on DVC's queue: the params of a run, the shares of several machines, and the workaround for
-a dying worker (DVC issues #10562, #8702), on a real queue."""
+a dying worker (DVC issues #10562, #8702), the last on a real queue."""
 
 import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -20,7 +19,7 @@ from experiments.queue import (
     parse_shard,
     with_changes,
 )
-from tests.conftest import dvc, make_dvc_repo, repro_and_commit, tiny_params
+from tests.conftest import ENV, dvc, make_dvc_repo, repro_and_commit, tiny_params
 
 # what the study and the ablation do with each batch of runs, for one run of three epochs
 RUN_ONE = """
@@ -93,10 +92,9 @@ def test_a_queue_worker_that_dies_is_restarted_once_then_named(tmp_path):
     params = tiny_params()
     params["train"]["batch_size"] = 8
     repo = repro_and_commit(make_dvc_repo(tmp_path / "repo", params))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     command = [sys.executable, "-c", RUN_ONE]
     queued = subprocess.Popen(
-        command, cwd=repo, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        command, cwd=repo, env=ENV, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     worker_pid = repo / ".dvc/tmp/exps/celery/dvc-exp-worker-1.pid"
     while "Running" not in dvc("queue", "status", cwd=repo) or not worker_pid.exists():
@@ -113,5 +111,5 @@ def test_a_queue_worker_that_dies_is_restarted_once_then_named(tmp_path):
         "`dvc queue kill one-run`, then run this again: finished runs are kept"
     )
     dvc("queue", "kill", "one-run", cwd=repo)
-    again = subprocess.run(command, cwd=repo, env=env, text=True, capture_output=True)
+    again = subprocess.run(command, cwd=repo, env=ENV, text=True, capture_output=True)
     assert again.returncode == 0 and again.stdout.strip().endswith("ok"), again.stderr
