@@ -8,20 +8,24 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from classifier.params import load_params
 from stages import prepare, train
 from tests.conftest import (
+    ENV,
     REPO,
     dvc,
     make_dvc_repo,
     make_image_folder,
     start_paused_train,
     start_stage,
+    tiny_params,
     write_params,
 )
 
@@ -251,6 +255,48 @@ def test_resume_ignores_a_checkpoint_of_other_params(workdir):
         "warning: checkpoints/train.pt is from other params or data (or an older version of "
         "this code); starting from epoch 1"
     ) in stdout
+
+
+# ------------------------------------------------------------ a killed `dvc repro`
+
+
+@pytest.mark.e2e
+def test_killing_dvc_repro_midway_loses_nothing(tmp_path):
+    """kill -9 of the whole `dvc repro` during training; the next `dvc repro` runs cleanly to the
+    same results."""
+    params = tiny_params()
+    params["train"].update(epochs=30, batch_size=8)
+    repo = make_dvc_repo(tmp_path / "repo", params)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dvc", "repro"],
+        cwd=repo,
+        env=ENV,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    while process.poll() is None and not (repo / "metrics/train/metrics.json").exists():
+        time.sleep(0.05)
+    assert process.poll() is None, "dvc repro ended before it could be killed"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+    dvc("repro", cwd=repo)
+    assert "up to date" in dvc("status", cwd=repo)
+    assert not list(repo.glob("**/.*.tmp*"))
+    after_kill = yaml.safe_load((repo / "dvc.lock").read_text())
+    dvc("repro", "--force", cwd=repo)
+    uninterrupted = yaml.safe_load((repo / "dvc.lock").read_text())
+
+    def outs(lock):
+        return {
+            out["path"]: out["md5"]
+            for stage in lock["stages"].values()
+            for out in stage.get("outs", [])
+            if out["path"] != "metrics/timing.json"
+        }
+
+    assert outs(after_kill) == outs(uninterrupted)
 
 
 # ------------------------------------------------------------ the data remote

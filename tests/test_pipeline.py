@@ -8,9 +8,7 @@ review report show after two experiments.
 import csv
 import io
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
 import tarfile
@@ -18,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 from dvc.api import read as read_at_revision
 
 from classifier.fit import VERDICT_WORDS
@@ -234,45 +231,6 @@ def test_two_queued_experiments_run_at_once_without_clashing(repo, experiments):
         for seed in (1, 2)
     ]
     assert seeds == [1, 2] and all(0 <= accuracy <= 1 for accuracy in accuracies)
-
-
-def test_killing_dvc_repro_midway_loses_nothing(tmp_path):
-    """kill -9 of the whole `dvc repro` during training; the next `dvc repro` runs cleanly to the
-    same results."""
-    params = tiny_params()
-    params["train"].update(epochs=30, batch_size=8)
-    repo = make_dvc_repo(tmp_path / "repo", params)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dvc", "repro"],
-        cwd=repo,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    while process.poll() is None and not (repo / "metrics/train/metrics.json").exists():
-        time.sleep(0.05)
-    assert process.poll() is None, "dvc repro ended before it could be killed"
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-
-    dvc("repro", cwd=repo)
-    assert "up to date" in dvc("status", cwd=repo)
-    assert not list(repo.glob("**/.*.tmp*"))
-    after_kill = yaml.safe_load((repo / "dvc.lock").read_text())
-    dvc("repro", "--force", cwd=repo)
-    uninterrupted = yaml.safe_load((repo / "dvc.lock").read_text())
-
-    def outs(lock):
-        return {
-            out["path"]: out["md5"]
-            for stage in lock["stages"].values()
-            for out in stage.get("outs", [])
-            if out["path"] != "metrics/timing.json"
-        }
-
-    assert outs(after_kill) == outs(uninterrupted)
 
 
 def test_the_run_cache_restores_an_experiment_that_already_ran(repo, experiments):
