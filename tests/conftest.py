@@ -111,6 +111,19 @@ PRECISION = os.environ.get("TEST_PRECISION", "fp32")
 os.environ.setdefault("EXPERIMENTS_POLL_SECONDS", "2")
 
 
+def pytest_collection_modifyitems(items):
+    """The slowest tests first: the e2e ones, then those that train in several processes.
+    pytest-xdist hands the tests out in this order (a group's tests as one unit, the largest group
+    first), two at a time per worker, so that no long test starts when the others are nearly
+    done."""
+    items.sort(
+        key=lambda item: (
+            not item.get_closest_marker("e2e"),
+            not item.get_closest_marker("processes"),
+        )
+    )
+
+
 def tiny_params(raw: str = "data/raw/cifar10") -> dict:
     """The repository's params.yaml, shrunk: small model, two epochs, small batches, CPU, a pinned
     precision."""

@@ -83,7 +83,6 @@ def test_bad_study_settings_are_named(params):
 
 
 @pytest.mark.e2e
-@pytest.mark.xdist_group("longest")
 def test_study_runs_on_a_real_dvc_queue_and_after_a_commit_of_no_stage_dep_trains_nothing(tmp_path):
     repo = tiny_study(tmp_path)
     output = run(["python", "-m", "experiments.study"], repo)
@@ -138,7 +137,6 @@ def test_study_runs_on_a_real_dvc_queue_and_after_a_commit_of_no_stage_dep_train
 
 
 @pytest.mark.e2e
-@pytest.mark.xdist_group("longest")  # beside the longest, on one worker
 def test_a_study_split_across_two_machines_is_collected_without_training(tmp_path):
     repo = tiny_study(tmp_path, diverge=False)
     # the team's writable DVC remote
