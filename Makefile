@@ -22,8 +22,8 @@ pipeline: data
 PRECISION ?= fp32
 # the tests spread over one worker more than the machine has cores (pytest-xdist): the e2e tests
 # spend part of their time waiting on DVC's queue (test-fast, which computes all the time: one per
-# core). Those marked with one xdist_group run on one worker (they share a module's fixtures, or
-# balance the longest); the slowest listed at the end
+# core). Those marked with one xdist_group run on one worker (they share a module's fixtures); the
+# slowest listed at the end
 WORKERS ?= $(shell $(PYTHON) -c "import os; print(len(os.sched_getaffinity(0) if \
   hasattr(os, 'sched_getaffinity') else range(os.cpu_count())) + 1)")
 PYTEST_ARGS ?= -n $(WORKERS) --dist loadgroup --durations=15

@@ -111,17 +111,27 @@ PRECISION = os.environ.get("TEST_PRECISION", "fp32")
 os.environ.setdefault("EXPERIMENTS_POLL_SECONDS", "2")
 
 
+# The modules of end-to-end tests, those with the longest first (as `make test`'s --durations lists
+# them); only the order in which the tests start depends on it
+E2E_MODULES = ["test_pipeline.py", "test_study.py", "test_queue.py", "test_ablation.py"]
+
+
 def pytest_collection_modifyitems(items):
-    """The slowest tests first: the e2e ones, then those that train in several processes.
-    pytest-xdist hands the tests out in this order (a group's tests as one unit, the largest group
-    first), two at a time per worker, so that no long test starts when the others are nearly
-    done."""
-    items.sort(
-        key=lambda item: (
-            not item.get_closest_marker("e2e"),
-            not item.get_closest_marker("processes"),
+    """The slowest tests first: the end-to-end ones (by E2E_MODULES), then those that train in
+    several processes. pytest-xdist hands the tests out in this order (a group's tests as one unit,
+    the largest group first), a worker getting more whenever it has at most two left: a long test
+    that came last would keep the others waiting for it."""
+
+    def rank(item) -> tuple:
+        module = item.path.name
+        e2e = item.get_closest_marker("e2e") is not None
+        return (
+            not e2e,
+            E2E_MODULES.index(module) if module in E2E_MODULES else len(E2E_MODULES),
+            item.get_closest_marker("processes") is None,
         )
-    )
+
+    items.sort(key=rank)
 
 
 def tiny_params(raw: str = "data/raw/cifar10") -> dict:
