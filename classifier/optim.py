@@ -1,7 +1,10 @@
 """The optimizers params.yaml may name (a registry of torch.optim classes), the one it names built
 for a model, its learning-rate schedule, and lookahead."""
 
+import contextlib
+
 import torch
+import torch.optim._muon
 from torch import nn
 
 OPTIMIZERS = {
@@ -25,9 +28,11 @@ BIAS_EXTRAS, MUON_EXTRAS = {"bias_lr_factor"}, {"others"}
 OPTIMIZER_EXTRAS = BIAS_EXTRAS | MUON_EXTRAS
 
 
-def build_optimizer(name: str, optimizers: dict, model: nn.Module) -> torch.optim.Optimizer:
+def build_optimizer(
+    name: str, optimizers: dict, model: nn.Module, precision: str = "bf16"
+) -> torch.optim.Optimizer:
     """The optimizer `name` stands for, with its settings from `optimizers` (params.yaml's section
-    of that name).
+    of that name); precision: the run's (muon orthogonalises in it, see FilterMuon).
 
     Any torch.optim class: batch-norm biases get a group of their own, with lr x bias_lr_factor and
     weight_decay / bias_lr_factor (the same decay per step): with the batch-norm scale frozen they
@@ -35,7 +40,7 @@ def build_optimizer(name: str, optimizers: dict, model: nn.Module) -> torch.opti
     FilterMuon.
     """
     if name == "muon":
-        return FilterMuon(model, optimizers["muon"])
+        return FilterMuon(model, optimizers["muon"], precision)
     optimizer_class, fixed = OPTIMIZERS[name]
     params = [p for p in model.parameters() if p.requires_grad]
     return optimizer_class(
@@ -73,9 +78,13 @@ class FilterMuon(torch.optim.Optimizer):
     momentum and the settings of optimizers.muon.others for the rest (batch-norm biases, whitening
     bias, dense layer), as the published airbench94_muon does. One optimizer to the schedule,
     lookahead and resume: its param_groups are the two optimizers' own, so the schedule scales
-    both."""
+    both.
 
-    def __init__(self, model: nn.Module, settings: dict):
+    torch.optim.Muon orthogonalises in bf16; a run in fp32 does it in fp32: a CPU without bf16
+    instructions emulates bf16 matmuls, and there the orthogonalisation took most of a step."""
+
+    def __init__(self, model: nn.Module, settings: dict, precision: str = "bf16"):
+        self.precision = precision
         self.filters = [
             m.weight for m in model.modules() if isinstance(m, nn.Conv2d) and m.weight.requires_grad
         ]
@@ -99,7 +108,8 @@ class FilterMuon(torch.optim.Optimizer):
             # sqrt(out channels), as airbench94_muon does, keeps each orthogonalised step the same
             # relative size
             matrix.mul_(len(matrix) ** 0.5 / matrix.norm())
-        self.muon.step()
+        with orthogonalising_in(self.precision):
+            self.muon.step()
         self.sgd.step()
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -116,6 +126,33 @@ class FilterMuon(torch.optim.Optimizer):
         self.sgd.load_state_dict(state["sgd"])
         # loading made new group dicts
         self.param_groups = self.muon.param_groups + self.sgd.param_groups
+
+
+@contextlib.contextmanager
+def orthogonalising_in(precision: str):
+    """torch.optim.Muon's steps orthogonalise in this precision: its own bf16, or fp32 (through its
+    private _zeropower_via_newtonschulz, which torch 2.14, pinned, casts to bf16 with no option)."""
+    if precision == "bf16":
+        yield
+        return
+    original = torch.optim._muon._zeropower_via_newtonschulz
+    torch.optim._muon._zeropower_via_newtonschulz = newton_schulz_fp32
+    try:
+        yield
+    finally:
+        torch.optim._muon._zeropower_via_newtonschulz = original
+
+
+def newton_schulz_fp32(grad: torch.Tensor, coefficients, steps: int, eps: float) -> torch.Tensor:
+    """torch.optim.Muon's orthogonalisation, the quintic Newton-Schulz iteration, in fp32."""
+    a, b, c = coefficients
+    tall = grad.size(0) > grad.size(1)
+    x = grad.float().T if tall else grad.float()
+    x = x / x.norm().clamp(min=eps)
+    for _ in range(steps):
+        gram = x @ x.T
+        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    return x.T if tall else x
 
 
 def as_matrix(filters: torch.Tensor, channels_last: bool) -> torch.Tensor:

@@ -119,7 +119,8 @@ def start_run(params: dict, images: np.ndarray, labels: np.ndarray, class_names:
     model = model.to(device, memory_format=torch.channels_last)
     if hasattr(model, "whiten"):
         init_whitening(model.whiten, to_input(images[:WHITENING_IMAGES], mean, std, device))
-    optimizer = build_optimizer(params["optimizer"], params["optimizers"], model)
+    precision = resolve_precision(params["compute"]["precision"], device)
+    optimizer = build_optimizer(params["optimizer"], params["optimizers"], model, precision)
     total_steps = train_params["epochs"] * max(1, len(images) // train_params["batch_size"])
     schedule = build_schedule(optimizer, train_params, total_steps)
     lookahead = Lookahead(
@@ -130,7 +131,7 @@ def start_run(params: dict, images: np.ndarray, labels: np.ndarray, class_names:
     return Run(
         params,
         device,
-        resolve_precision(params["compute"]["precision"], device),
+        precision,
         images,
         labels,
         mean,

@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.optim._muon import _zeropower_via_newtonschulz
 
+import classifier.optim
 from classifier.batches import scale_down, training_batches
 from classifier.device import resolve_precision
 from classifier.evaluation import predict_logits
 from classifier.models import build_model
-from classifier.optim import Lookahead, build_optimizer, build_schedule
+from classifier.optim import Lookahead, build_optimizer, build_schedule, newton_schulz_fp32
 from classifier.training import epoch_scale, start_run, train_one_epoch, training_flops_per_image
 
 
@@ -32,6 +34,43 @@ def test_batch_norm_biases_get_their_own_lr_and_decay(params):
         id(model.whiten.weight)
     }
     assert not frozen & {id(p) for p in others["params"]}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_muon_orthogonalises_in_the_runs_precision(params, monkeypatch, precision):
+    """torch.optim.Muon's own bf16, or fp32 in a run in fp32: a CPU without bf16 instructions
+    emulates bf16 matmuls, slowly."""
+    calls = []
+
+    def counted(grad, *args):
+        calls.append(grad.dtype)
+        return newton_schulz_fp32(grad, *args)
+
+    monkeypatch.setattr(classifier.optim, "newton_schulz_fp32", counted)
+    model = build_model(params["model"], 3, 16)
+    settings = {
+        "lr": 0.1,
+        "momentum": 0.6,
+        "weight_decay": 0.0,
+        "others": {"lr": 0.1, "momentum": 0.9},
+    }
+    optimizer = build_optimizer("muon", {"muon": settings}, model, precision)
+    model(torch.randn(8, 3, 16, 16)).logsumexp(1).mean().backward()
+    optimizer.step()
+    assert calls == ([torch.float32] * len(optimizer.filters) if precision == "fp32" else [])
+
+
+def test_the_fp32_orthogonalisation_is_torchs_to_bf16_rounding_and_closer_to_exact():
+    torch.manual_seed(0)
+    grad, args = torch.randn(16, 72), ((3.4445, -4.7750, 2.0315), 5, 1e-7)
+    ours, torchs = newton_schulz_fp32(grad, *args), _zeropower_via_newtonschulz(grad, *args)
+    a, b, c = args[0]
+    exact = grad.double() / grad.double().norm()
+    for _ in range(args[1]):
+        gram = exact @ exact.T
+        exact = a * exact + (b * gram + c * gram @ gram) @ exact
+    assert ours.dtype == torch.float32 and (ours - torchs.float()).abs().max() < 0.05
+    assert (ours.double() - exact).abs().max() < 1e-5 < (torchs.double() - exact).abs().max()
 
 
 # the pipeline's: last

@@ -153,7 +153,7 @@ def naive_loop(
         persistent_workers=True,
     )
     model = build_model(params["model"], class_count, side)
-    optimizer = build_optimizer(params["optimizer"], params["optimizers"], model)
+    optimizer = build_optimizer(params["optimizer"], params["optimizers"], model, "fp32")
     batches = iter(loader)
 
     def steps(count: int = NAIVE_STEPS) -> None:
