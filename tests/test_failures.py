@@ -25,7 +25,6 @@ from tests.conftest import (
     make_image_folder,
     start_paused_train,
     start_stage,
-    tiny_params,
     write_params,
 )
 
@@ -261,10 +260,9 @@ def test_resume_ignores_a_checkpoint_of_other_params(workdir):
 
 
 @pytest.mark.e2e
-def test_killing_dvc_repro_midway_loses_nothing(tmp_path):
+def test_killing_dvc_repro_midway_loses_nothing(tmp_path, params):
     """kill -9 of the whole `dvc repro` during training; the next `dvc repro` runs cleanly to the
     same results."""
-    params = tiny_params()
     params["train"].update(epochs=30, batch_size=8)
     repo = make_dvc_repo(tmp_path / "repo", params)
     process = subprocess.Popen(
