@@ -27,6 +27,12 @@ def test_the_bound_is_at_least_the_theory_and_every_measurement():
         assert share(machine["measured"][precision]["gflops"], precision, machine) <= 1
 
 
+def test_only_the_precisions_asked_for_are_measured_and_bounded():
+    machine = peaks([(8, 8)], matmul_sides=(64,), precisions=("fp32",))
+    assert set(machine["measured"]) == set(machine["bound_gflops"]) == {"fp32"}
+    assert set(machine["theoretical_gflops"]) == {"fp32", "bf16"}
+
+
 def test_results_of_two_machines_or_precisions_get_two_files():
     zen2 = {"machine": "AMD EPYC, 2 cores, avx2 fma", "precision": "fp32"}
     zen5 = {"machine": "AMD EPYC, 2 cores, avx512_bf16 avx512f avx2 fma", "precision": "fp32"}

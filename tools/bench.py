@@ -517,10 +517,11 @@ def compared(ours: dict, reference: dict, full_train_images: int) -> dict:
 
 def bench(repo: Path, params: dict, device: torch.device, precision: str) -> dict:
     print("peak rates (matmuls, the model's convolutions) ...", flush=True)
-    started = peaks(conv_shapes(params))
+    precisions = tuple(dict.fromkeys(("fp32", precision)))  # the naive loop's and the stage's
+    started = peaks(conv_shapes(params), precisions=precisions)
     print("the train stage's epochs and a naive fp32 loop, interleaved ...", flush=True)
     results = {**machine(device, precision), **training_throughput(params)}
-    results["peaks"] = peaks(conv_shapes(params), started)
+    results["peaks"] = peaks(conv_shapes(params), started, precisions=precisions)
     results.update(shares(results))
     print("stage costs, 1 and 2 training processes, no-op repro, fresh pull ...", flush=True)
     return {
@@ -545,7 +546,7 @@ def bench_anchor(repo: Path, params: dict, device: torch.device, args) -> dict:
     """The default's training loop alone (validation aside), then the default's train and evaluate
     stages and the reference's run, on the prepared data or on args.train_images of it."""
     print("peak rates (matmuls, the model's convolutions) ...", flush=True)
-    started = peaks(conv_shapes(params))
+    started = peaks(conv_shapes(params), precisions=(args.precision,))
     full_train_images = len(load_split("train")[1])
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path("data/prepared")
@@ -556,7 +557,7 @@ def bench_anchor(repo: Path, params: dict, device: torch.device, args) -> dict:
         ours, reference = against_reference(
             repo, args.anchor_script, prepared, args.precision, Path(tmp)
         )
-    machine_peaks = peaks(conv_shapes(params), started)
+    machine_peaks = peaks(conv_shapes(params), started, precisions=(args.precision,))
     ours, reference = with_rate(ours, machine_peaks), with_rate(reference, machine_peaks)
     return {
         **machine(device, args.precision),
