@@ -1,8 +1,10 @@
 """The failure contract: bad input stops a stage with exit code 2 and one `error:` line that names
 the file or the params key and what to do, with no traceback, and leaves no output behind. Each
-stage runs as `dvc repro` runs it: `python -m stages.<name>` in a directory laid out like the
-repository."""
+stage runs in a directory laid out like the repository, through run_main as `python -m
+stages.<name>` runs it: in this process, and each stage once as its own process, as `dvc repro`
+runs it (a mistyped key)."""
 
+import importlib
 import os
 import shutil
 import signal
@@ -15,6 +17,7 @@ import pytest
 import torch
 import yaml
 
+from classifier.errors import run_main
 from classifier.params import load_params
 from stages import prepare, train
 from tests.conftest import (
@@ -29,14 +32,29 @@ from tests.conftest import (
 )
 
 
-def fails(workdir, stage: str) -> str:
-    """Run a stage that must fail; its one stderr line."""
+def fails_as_process(workdir, stage: str) -> str:
+    """Run a stage that must fail, as its own process; its one stderr line."""
     _, stderr = (
         process := start_stage(workdir, stage, stderr=subprocess.PIPE, text=True)
     ).communicate()
     lines = stderr.strip().splitlines()
     assert process.returncode == 2, stderr
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+def fails(stage: str, capsys) -> str:
+    """Run a stage that must fail in this process, in the working directory, through run_main as
+    `python -m stages.<stage>` runs it (a process per case would import torch again, seconds each:
+    test_a_mistyped_key_is_not_ignored runs every stage as a process); its one stderr line. An
+    exception other than the user's error fails the test with its traceback."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        run_main(importlib.import_module(f"stages.{stage}").main)
+    stderr = capsys.readouterr().err
+    lines = stderr.strip().splitlines()
+    assert exited.value.code == 2, stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
     return lines[0]
 
 
@@ -55,9 +73,9 @@ def fails(workdir, stage: str) -> str:
         ("- a list\n", "params.yaml is empty or not a mapping of keys"),
     ],
 )
-def test_unreadable_params_are_named(workdir, text, message):
+def test_unreadable_params_are_named(workdir, capsys, text, message):
     (workdir / "params.yaml").write_text(text)
-    assert message in fails(workdir, "prepare")
+    assert message in fails("prepare", capsys)
 
 
 @pytest.mark.parametrize(
@@ -78,44 +96,46 @@ def test_unreadable_params_are_named(workdir, text, message):
         ),
     ],
 )
-def test_a_mistyped_key_is_not_ignored(workdir, params, typo, message):
+def test_a_mistyped_key_is_not_ignored(workdir, capsys, params, typo, message):
     *path, key, value = typo
     section = params
     for part in path:
         section = section[part]
     section[key] = value
     write_params(workdir, params)
-    stages = ("prepare", "train", "evaluate", "plot") if key == "optimzer" else ("train",)
-    for stage in stages:
-        assert message in fails(workdir, stage)
+    if key != "optimzer":
+        assert message in fails("train", capsys)
+        return
+    for stage in ("prepare", "train", "evaluate", "plot"):  # each as dvc repro runs it
+        assert message in fails_as_process(workdir, stage)
 
 
-def test_a_batch_larger_than_the_training_split(workdir, params):
+def test_a_batch_larger_than_the_training_split(workdir, capsys, params):
     params["train"]["batch_size"] = 500
     write_params(workdir, params)
     prepare.main()
-    assert fails(workdir, "train") == (
+    assert fails("train", capsys) == (
         "error: params.yaml: 'train.batch_size' is 500, more than the 96 training images; use "
         "at most 96 (or more data)"
     )
     assert not (workdir / "models").exists() and not (workdir / "metrics").exists()
 
 
-def test_a_model_too_deep_for_the_image_size(tmp_path, monkeypatch, params):
+def test_a_model_too_deep_for_the_image_size(tmp_path, monkeypatch, capsys, params):
     make_image_folder(tmp_path / "data/raw/cifar10", {"train": 10, "test": 2}, size=4)
     write_params(tmp_path, params)
     monkeypatch.chdir(tmp_path)
     prepare.main()
     assert "model.arch 'fast_cnn' halves the image 3 times, too often for 4x4 images" in fails(
-        tmp_path, "train"
+        "train", capsys
     )
 
 
-def test_low_res_epochs_too_small_for_the_model(workdir, params):
+def test_low_res_epochs_too_small_for_the_model(workdir, capsys, params):
     params["train"].update(low_res_fraction=0.5, low_res_scale=0.5)
     write_params(workdir, params)
     prepare.main()
-    assert fails(workdir, "train") == (
+    assert fails("train", capsys) == (
         "error: params.yaml: model.arch 'fast_cnn' halves the image 3 times, too often for the "
         "8x8 images of the first epochs; raise 'train.low_res_scale' or set "
         "'train.low_res_fraction' to 0"
@@ -157,7 +177,7 @@ class Payload:
         ),
     ],
 )
-def test_a_bad_model_file_says_retrain(trained, damage, message):
+def test_a_bad_model_file_says_retrain(trained, capsys, damage, message):
     model = trained / "models/model.pt"
     checkpoint = torch.load(model, weights_only=True)
     if damage == "missing":
@@ -175,7 +195,7 @@ def test_a_bad_model_file_says_retrain(trained, damage, message):
         checkpoint["image_size"] = 8
         torch.save(checkpoint, model)
     (trained / "metrics/evaluate.json").unlink(missing_ok=True)
-    assert message in fails(trained, "evaluate")
+    assert message in fails("evaluate", capsys)
     assert not (trained / "pwned").exists() and not (trained / "metrics/evaluate.json").exists()
 
 
