@@ -312,6 +312,7 @@ def processes_throughput(repo: Path) -> dict:
     results = {1: [], 2: []}
     with tempfile.TemporaryDirectory() as tmp:
         scratch = copy_code(Path(tmp))
+        (scratch / "data").mkdir()
         os.symlink((repo / "data/prepared").resolve(), scratch / "data/prepared")
         params = load_params(repo / "params.yaml")
         for _ in range(2):
