@@ -125,10 +125,12 @@ def peaks(
 ) -> dict:
     """The theoretical and measured peaks, the measured ones the higher of now and `earlier` (a
     measurement at the start of a run: anything else the host runs slows one), and the bound each
-    share is taken against: the higher of the two. Only precisions are measured: bf16 where the CPU
-    has no bf16 instructions is emulated, and measuring it takes minutes."""
-    measured = measured_peaks(conv_shapes, matmul_sides, precisions)
-    result = {**theoretical_peaks(), "measured": measured}
+    share is taken against: the higher of the two. Only the given precisions are measured and
+    bounded: bf16 on a CPU without bf16 instructions is emulated, and measuring it takes minutes."""
+    result = {
+        **theoretical_peaks(),
+        "measured": measured_peaks(conv_shapes, matmul_sides, precisions),
+    }
     if earlier:
         for precision, best in earlier["measured"].items():
             if best["gflops"] > result["measured"][precision]["gflops"]:
