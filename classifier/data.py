@@ -10,12 +10,15 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from classifier.errors import UserError
 from classifier.files import PREPARED_DIR, write_atomically
+
+if TYPE_CHECKING:
+    import torch
 
 # ------------------------------------------------------------ image files
 
@@ -122,11 +125,13 @@ def quiet_stderr():
         os.close(saved)
 
 
-def decode_rgb(contents: bytes) -> tuple[torch.Tensor | None, bool]:
+def decode_rgb(contents: bytes) -> tuple["torch.Tensor | None", bool]:
     """8-bit RGB pixels (H, W, 3) of an encoded image and whether it had to be converted (grayscale,
     palette, alpha or 16-bit); (None, False) for bytes that are not a readable image (empty,
     truncated, corrupt)."""
-    # imported here: torchvision costs every stage that imports this module a second or two
+    # imported here: torch and torchvision cost every stage that imports this module seconds (the
+    # plot stage needs neither)
+    import torch
     from torchvision.io import ImageReadMode, decode_image
 
     if not contents:
@@ -288,6 +293,10 @@ def decode_images(files: list[tuple[str, bytes]], workers: int | None = None) ->
     Grayscale, palette, alpha and 16-bit images are converted to 8-bit RGB, with one note saying how
     many.
     """
+    # imported before the workers start, so that each inherits it: imported in each, it took longer
+    # than decoding 1,700 small images
+    import torchvision.io  # noqa: F401
+
     workers = workers or len(os.sched_getaffinity(0))
     with ProcessPoolExecutor(workers) as pool:
         chunks = list(pool.map(_decode, [files[i::workers] for i in range(workers)]))

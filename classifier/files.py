@@ -6,8 +6,6 @@ import json
 import os
 from pathlib import Path
 
-import torch
-
 # Every file a stage writes. dvc.yaml declares the same files (tests/test_layout.py checks that they
 # agree): metrics/ holds small numbers compared across experiments (DVC metrics), plots/ chart data
 # and figures.
@@ -55,6 +53,8 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def save_torch(path: Path, data: dict) -> None:
+    import torch  # here: the plot stage, which imports this module, needs no torch
+
     write_atomically(Path(path), lambda tmp: torch.save(data, tmp))
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import yaml
 
 from classifier.errors import UserError
-from classifier.optim import BIAS_EXTRAS, MUON_EXTRAS, OPTIMIZERS
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -221,6 +220,10 @@ def check_model(params: dict) -> None:
 def check_optimizer(params: dict) -> None:
     """The chosen optimizer, and the settings of every optimizer (a typo in one shows before it is
     chosen)."""
+    # imported here, not at the top: torch would cost the plot stage, which checks no optimizer,
+    # seconds of start-up
+    from classifier.optim import BIAS_EXTRAS, MUON_EXTRAS, OPTIMIZERS
+
     name = choice(params, "optimizer", list(OPTIMIZERS))
     get(params, f"optimizers.{name}")
     for section in get(params, "optimizers"):

@@ -2,6 +2,8 @@
 
 import csv
 import json
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -16,7 +18,7 @@ from classifier.fit import diagnose_fit
 from classifier.models import load_checkpoint
 from classifier.training import TrainingDiverged
 from stages import evaluate, plot, prepare, train
-from tests.conftest import CLASSES, diverging, start_stage, write_params
+from tests.conftest import CLASSES, REPO, diverging, start_stage, write_params
 
 
 def run_pipeline():
@@ -195,6 +197,19 @@ def rows(*accuracy_pairs, val_losses=None, val_images=2000):
         }
         for i, ((t, v), loss) in enumerate(zip(accuracy_pairs, val_losses))
     ]
+
+
+def test_the_plot_stage_starts_without_torch_or_scikit_learn():
+    """Every experiment runs the plot stage: torch or scikit-learn would cost it seconds of start-up
+    for nothing."""
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, stages.plot; print(*sorted(sys.modules))"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert not {"torch", "torchvision", "sklearn"} & set(loaded)
 
 
 def test_fit_diagnosis():
