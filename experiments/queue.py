@@ -102,12 +102,13 @@ def queue_states(rows: list[list[str]]) -> dict[str, str]:
     return states
 
 
-def newest_task(name: str) -> str:
-    """The id of the newest queue task of that name: `dvc queue logs NAME` may show an older one's
-    log, and `dvc queue status` lists tasks in the order of its broker's file names, not by age. A
-    task's id is the commit DVC made when it was queued, so the commit's time says which is
-    newest."""
-    tasks = [task for task, task_name, *_ in queue_status()[0] if task_name == name]
+def newest_task(name: str, rows: list[list[str]] | None = None) -> str:
+    """The id of the newest queue task of that name (in rows from queue_status, or asked now): `dvc
+    queue logs NAME` may show an older one's log, and `dvc queue status` lists tasks in the order of
+    its broker's file names, not by age. A task's id is the commit DVC made when it was queued, so
+    the commit's time says which is newest."""
+    rows = queue_status()[0] if rows is None else rows
+    tasks = [task for task, task_name, *_ in rows if task_name == name]
     return max(tasks, key=lambda task: int(git("show", "-s", "--format=%ct", task).stdout))
 
 
@@ -323,8 +324,8 @@ def collect(name: str, outcomes: dict[str, str]) -> dict:
 def drive(doc: str, run_share, write_report, command: str) -> None:
     """The study's and the ablation's main: with --shard K/N, run_share(shard) runs this machine's
     share of the runs (and names them), which are pushed; without it, pull what the shards pushed
-    and write_report(), which runs whatever is left (the run cache restores what ran) and writes the
-    report."""
+    and write_report(), which runs whatever is left (the run cache restores what ran here) and
+    writes the report."""
     shard, git_remote = machine_args(doc)
     if shard is None:
         pull_runs(git_remote)

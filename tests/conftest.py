@@ -18,7 +18,7 @@ from sklearn.datasets import load_digits
 
 from classifier.params import load_params
 from experiments.gitdvc import run_command
-from experiments.queue import newest_task
+from experiments.queue import newest_task, queue_status
 from stages import evaluate, prepare, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -316,5 +316,6 @@ def repro_and_commit(repo: Path) -> Path:
 def queue_logs(repo: Path, names: list[str]) -> dict[str, str]:
     """The log of each name's newest queue task (`dvc queue logs NAME` may show an older one's)."""
     with contextlib.chdir(repo):
-        newest = {name: newest_task(name) for name in names}
+        rows = queue_status()[0]  # seconds of a core each time: asked once
+        newest = {name: newest_task(name, rows) for name in names}
     return {name: dvc("queue", "logs", task, cwd=repo) for name, task in newest.items()}

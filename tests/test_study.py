@@ -1,6 +1,5 @@
-"""The optimizer study's driver: its settings' checks, and the whole study on a real DVC queue, on
-one machine (each optimizer's part its own test, so that two workers run them at once) and on
-several (a dying queue worker: test_queue)."""
+"""The optimizer study's driver: its settings' checks, and the whole study on a real DVC queue,
+split across two machines and collected (a dying queue worker: test_queue)."""
 
 import json
 import subprocess
@@ -11,10 +10,9 @@ import pytest
 import yaml
 
 from classifier.errors import UserError
-from classifier.params import load_params, parse_params
+from classifier.params import parse_params
 from experiments.queue import load_settings
 from experiments.study import STUDY_FILE, check_study
-from experiments.sweep import rounded, value_name
 from tests.conftest import (
     ENV,
     REPO,
@@ -32,24 +30,24 @@ def write_study(repo: Path, study: dict) -> None:
     (repo / "experiments/study.yaml").write_text(yaml.safe_dump(study, sort_keys=False))
 
 
-def tiny_study(tmp_path, optimizers: list[str], diverge=True) -> Path:
-    """A committed tiny repository whose study sweeps these of sgd (diverging at its own lr, unless
-    not diverge) and adam (at lr 0.002, without weight decay, so that only its lr is swept); two
-    seeds each. Each sweep is one round (the widening is tested in test_sweep): the own value alone,
-    or, with diverge, also a millionth of it, where sgd trains."""
-    params = diverging(tiny_params(), "sgd") if diverge else tiny_params()
+def tiny_study(tmp_path) -> Path:
+    """A committed tiny repository whose study sweeps sgd (diverging at its own lr) and adam (at lr
+    0.002, without weight decay, so that only its lr is swept); two seeds each. Each sweep is one
+    round (the widening is tested in test_sweep): the own value and a millionth of it, where sgd
+    trains."""
+    params = diverging(tiny_params(), "sgd")
     params["optimizers"]["adam"].update(lr=0.002, weight_decay=0.0)
     params["train"].update(epochs=1, batch_size=8)
     repo = make_dvc_repo(tmp_path / "repo", params)
     write_study(
         repo,
         {
-            "optimizers": list(optimizers),
+            "optimizers": ["sgd", "adam"],
             "seeds": [0, 1],
             "changes": {"train.epochs": 2},
             "target_val_acc": 0.3,
             "sweep": {
-                "factors": [1e-6, 1] if diverge else [1],
+                "factors": [1e-6, 1],
                 "widen": 1e6,
                 "max_widenings": 0,
                 "changes": {"train.epochs": 3},
@@ -83,58 +81,17 @@ def test_bad_study_settings_are_named(params):
         check_study(params, {**study, "changes": {"train.epochs": 0}})
 
 
-@pytest.mark.e2e
-def test_a_study_on_a_real_dvc_queue_tells_a_diverged_run_and_sweeps_the_weight_decay(tmp_path):
-    repo = tiny_study(tmp_path, ["sgd"])
-    output = run(["python", "-m", "experiments.study"], repo)
-    assert "wrote reports/optimizers.json, reports/optimizers.md" in output
-
-    study = json.loads((repo / "reports/optimizers.json").read_text())
-    lr = study["sweep"]["sgd"]["lr"]
-    assert lr["tried"]["1000.0"] == "diverged" and lr["chosen"] == 0.001
-    (row,) = study["rows"]
-    assert (row["optimizer"], row["seeds"], row["ok"], row["lr"]) == ("sgd", 2, 2, 0.001)
-    assert [len(run["curve"]) for run in study["runs"]["sgd"].values()] == [2, 2]
-    table = (repo / "reports/optimizers.md").read_text()
-    assert "| optimizer | lr | weight decay | test acc % (mean ± sd) |" in table
-    assert " ± " in table
-    assert (repo / "plots/optimizers/curves.png").stat().st_size > 5000
-    names = dvc("exp", "list", "--name-only", cwd=repo).split()
-    assert {"study-sgd-seed1", "sweep-sgd-0p001", "sweep-sgd-0p001-wd0p0001"} <= set(names)
-    # the lr sweep's best run (at sgd's own weight decay, 100), not trained again by the wd sweep
-    assert not any(name.startswith("sweep-sgd-0p001-wd100") for name in names)
-    assert all("Running stage 'prepare'" not in log for log in queue_logs(repo, names).values())
+# ------------------------------------------------------------ the study on a real DVC queue
 
 
-@pytest.mark.e2e
-def test_a_study_again_after_a_commit_of_no_stage_dep_trains_nothing(tmp_path):
-    repo = tiny_study(tmp_path, ["adam"])
-    run(["python", "-m", "experiments.study"], repo)
-    study = json.loads((repo / "reports/optimizers.json").read_text())
-    sweep = study["sweep"]["adam"]
-    assert set(sweep["lr"]["tried"]) == {"2e-09", "0.002"}
-    # params.yaml holds 2.0e-09, not '2e-09'
-    assert isinstance(sweep["lr"]["tried"]["2e-09"], float)
-    assert sweep["weight_decay"]["not_swept"] == "weight decay 0"
-    names = dvc("exp", "list", "--name-only", cwd=repo).split()
-    assert {"sweep-adam-0p002", "study-adam-seed0", "study-adam-seed1"} <= set(names)
-
-    # A commit that touches no stage's dependencies, then the study again: DVC's run cache restores
-    # every run, none trains.
-    (repo / "README.md").write_text("a README-only change\n")
-    run(["git", "add", "README.md"], repo)
-    run(["git", "commit", "-q", "-m", "README"], repo)
-    run(["python", "-m", "experiments.study"], repo)
-    for name, log in queue_logs(repo, names).items():
-        assert "Stage 'train' is cached - skipping run" in log and "Running stage" not in log, name
-    again = json.loads((repo / "reports/optimizers.json").read_text())
-    assert again["rows"] == study["rows"]
-
-
-@pytest.mark.e2e
-def test_a_study_split_across_two_machines_is_collected_without_training(tmp_path):
-    repo = tiny_study(tmp_path, ["sgd", "adam"], diverge=False)
-    # the team's writable DVC remote
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> dict:
+    """The tiny study of sgd (diverging at its own lr) and adam, split across two machines of a team
+    that share a Git and a DVC remote (machine 1 sgd, machine 2 adam, both at once), then collected
+    on machine 1: each machine's clone and the experiments it trained by its number, and what the
+    collection printed. Every test of the study reads these runs: no two pay for the same one."""
+    tmp_path = tmp_path_factory.mktemp("study")
+    repo = tiny_study(tmp_path)
     dvc("remote", "add", "-d", "team", str(tmp_path / "dvc-remote"), cwd=repo)
     run(["git", "commit", "-q", "-am", "the team's DVC remote"], repo)
     dvc("push", cwd=repo)
@@ -145,31 +102,96 @@ def test_a_study_split_across_two_machines_is_collected_without_training(tmp_pat
     for machine in machines.values():
         run(["git", "clone", "-q", str(origin), str(machine)], tmp_path)
         dvc("pull", "-q", cwd=machine)
-    shards = {  # both at once, as two machines of a team run them
-        k: subprocess.Popen(
-            [sys.executable, "-m", "experiments.study", "--shard", f"{k}/2"],
-            cwd=machine,
-            env=ENV,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        for k, machine in machines.items()
-    }
+    shards = {k: start_shard(machine, f"{k}/2") for k, machine in machines.items()}
     for k, optimizer in enumerate(["sgd", "adam"], start=1):
         output = shards[k].communicate(timeout=600)[0]
         assert shards[k].returncode == 0 and f"shard {k}/2 ran {optimizer};" in output, output
-        trained = set(dvc("exp", "list", "--name-only", cwd=machines[k]).split())
-        own = load_params(machines[k] / "params.yaml")["optimizers"][optimizer]
-        lr = value_name(rounded(own["lr"]))
-        assert trained == {
-            f"sweep-{optimizer}-{lr}",
-            f"study-{optimizer}-seed0",
-            f"study-{optimizer}-seed1",
-        }
+    return {
+        "machines": machines,
+        "trained": {k: experiment_names(machine) for k, machine in machines.items()},
+        "collected": run([sys.executable, "-m", "experiments.study"], machines[1]),
+    }
 
-    collected = run([sys.executable, "-m", "experiments.study"], tmp_path / "machine1")
-    # nothing trained
-    assert "queued experiments" not in collected and "wrote reports/optimizers.json" in collected
-    report = json.loads((tmp_path / "machine1/reports/optimizers.json").read_text())
-    assert [(row["optimizer"], row["ok"]) for row in report["rows"]] == [("sgd", 2), ("adam", 2)]
+
+def start_shard(machine: Path, shard: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "experiments.study", "--shard", shard],
+        cwd=machine,
+        env=ENV,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def experiment_names(repo: Path) -> set[str]:
+    return set(dvc("exp", "list", "--name-only", cwd=repo).split())
+
+
+@pytest.mark.e2e
+@pytest.mark.xdist_group("study")
+def test_each_machine_trains_its_share_once_and_never_prepares(study):
+    # sgd: the lr sweep (its own lr diverged), then the weight decay around the best lr, less the
+    # lr sweep's best run (at sgd's own weight decay, 100), then the seeds; adam: its lr sweep alone
+    assert study["trained"][1] == {
+        "sweep-sgd-0p001",
+        "sweep-sgd-0p001-wd0p0001",
+        "study-sgd-seed0",
+        "study-sgd-seed1",
+    }
+    assert study["trained"][2] == {
+        "sweep-adam-2em09",
+        "sweep-adam-0p002",
+        "study-adam-seed0",
+        "study-adam-seed1",
+    }
+    for k, names in study["trained"].items():
+        logs = queue_logs(study["machines"][k], sorted(names))
+        assert all("Running stage 'prepare'" not in log for log in logs.values())
+
+
+@pytest.mark.e2e
+@pytest.mark.xdist_group("study")
+def test_the_collected_report_tells_a_diverged_run_and_what_each_sweep_chose(study):
+    # what the other machine ran is pulled, not trained again; only the run that diverged, which
+    # left no experiment, is tried again
+    assert (
+        "running 1 queued experiment (the run cache restores those that ran before): "
+        "sweep-sgd-1000\n" in study["collected"]
+    )
+    assert "wrote reports/optimizers.json" in study["collected"]
+    repo = study["machines"][1]
+    report = json.loads((repo / "reports/optimizers.json").read_text())
+    lr = report["sweep"]["sgd"]["lr"]
+    assert lr["tried"]["1000.0"] == "diverged" and lr["chosen"] == 0.001
+    adam = report["sweep"]["adam"]
+    assert set(adam["lr"]["tried"]) == {"2e-09", "0.002"}
+    # params.yaml holds 2.0e-09, not '2e-09'
+    assert isinstance(adam["lr"]["tried"]["2e-09"], float)
+    assert adam["weight_decay"]["not_swept"] == "weight decay 0"
+    rows = {row["optimizer"]: row for row in report["rows"]}
+    assert list(rows) == ["sgd", "adam"] and [row["ok"] for row in rows.values()] == [2, 2]
+    assert (rows["sgd"]["seeds"], rows["sgd"]["lr"]) == (2, 0.001)
+    assert [len(run["curve"]) for run in report["runs"]["sgd"].values()] == [2, 2]
+    table = (repo / "reports/optimizers.md").read_text()
+    assert "| optimizer | lr | weight decay | test acc % (mean ± sd) |" in table
+    assert " ± " in table
+    assert (repo / "plots/optimizers/curves.png").stat().st_size > 5000
+
+
+@pytest.mark.e2e
+@pytest.mark.xdist_group("study")
+def test_a_shard_again_after_a_commit_of_no_stage_dep_trains_nothing(study):
+    """A commit that touches no stage's dependencies, then machine 2's shard again: DVC's run cache
+    restores every run that finished there; none trains. (Only there: `dvc exp push` sends no
+    stage's Git-tracked outputs, so another machine's run cache misses them: docs/scale.md.)"""
+    repo = study["machines"][2]
+    (repo / "README.md").write_text("a README-only change\n")
+    run(["git", "add", "README.md"], repo)
+    run(["git", "commit", "-q", "-m", "README"], repo)
+    shard = start_shard(repo, "2/2")
+    output = shard.communicate(timeout=600)[0]
+    assert shard.returncode == 0, output
+    names = sorted(study["trained"][2])
+    for name, log in queue_logs(repo, names).items():
+        assert "Stage 'train' is cached - skipping run" in log and "Running stage" not in log, name
