@@ -1,9 +1,6 @@
-import subprocess
-import sys
-
 import pytest
 
-from classifier.errors import UserError
+from classifier.errors import UserError, run_main
 from classifier.params import (
     check_data,
     check_eval,
@@ -13,6 +10,7 @@ from classifier.params import (
     load_params,
     parse_params,
 )
+from stages import train
 from tests.conftest import REPO, write_params
 
 
@@ -144,18 +142,13 @@ def test_missing_key_is_named(params):
         get(params, "train.label_smoothing")
 
 
-def test_stage_reports_one_line_and_writes_nothing(workdir, params):
+def test_stage_reports_one_line_and_writes_nothing(workdir, params, capsys):
     params["optimizer"] = "adamax"
     write_params(workdir, params)
-    result = subprocess.run(
-        [sys.executable, "-m", "stages.train"],
-        capture_output=True,
-        text=True,
-        env={"PYTHONPATH": str(REPO)},
-        cwd=workdir,
-    )
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
+    with pytest.raises(SystemExit) as exited:  # as `python -m stages.train` runs it
+        run_main(train.main)
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
         "error: params.yaml: 'optimizer' is 'adamax'; allowed: sgd | nesterov | adam | adamw | "
         "rmsprop | adagrad | nadam | muon"
     ]

@@ -5,6 +5,7 @@ The checks are the user's view: what `dvc exp show`, `dvc metrics diff`, `dvc pl
 review report show after two experiments.
 """
 
+import contextlib
 import csv
 import io
 import json
@@ -19,6 +20,7 @@ import pytest
 from dvc.api import read as read_at_revision
 
 from classifier.fit import VERDICT_WORDS
+from experiments.queue import wait_for
 from tests.conftest import (
     dvc,
     make_dvc_repo,
@@ -218,10 +220,8 @@ def test_two_queued_experiments_run_at_once_without_clashing(repo, experiments):
     for seed in (1, 2):
         dvc("exp", "run", "--queue", "-n", f"seed-{seed}", "-S", f"seed={seed}", cwd=repo)
     dvc("queue", "start", "--jobs", "2", cwd=repo)
-    deadline = time.monotonic() + 300
-    while any(word in dvc("queue", "status", cwd=repo) for word in (" Queued ", " Running ")):
-        assert time.monotonic() < deadline, "the queue did not finish"
-        time.sleep(2)
+    with contextlib.chdir(repo):  # as the drivers wait: `dvc queue status` costs seconds a call
+        wait_for(["seed-1", "seed-2"])
     assert " Failed " not in dvc("queue", "status", cwd=repo)
     (baseline,) = json.loads(dvc("exp", "show", "--json", cwd=repo))[1:]
     runs = {exp["name"]: exp["revs"][0]["data"] for exp in baseline["experiments"]}

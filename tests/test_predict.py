@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from classifier.errors import UserError
+from classifier.errors import UserError, run_main
 from commands import predict
 from tests.conftest import CLASSES, REPO
 
@@ -142,7 +142,7 @@ def test_a_missing_or_foreign_model_says_how_to_get_one(workdir, tmp_path):
         predict.main(["data/raw/cifar10/test", "--model", str(tmp_path / "foreign.pt")])
 
 
-def test_the_command_fails_only_when_nothing_could_be_classified(workdir, tmp_path):
+def test_the_command_fails_only_when_nothing_could_be_classified(workdir, tmp_path, capsys):
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     result = run_predict([str(tmp_path / "broken.png"), str(tmp_path / "missing.jpg")], workdir)
     assert result.returncode == 2 and result.stdout == ""
@@ -153,11 +153,11 @@ def test_the_command_fails_only_when_nothing_could_be_classified(workdir, tmp_pa
         f"error: no readable images in {tmp_path}/broken.png, {tmp_path}/missing.jpg; give "
         "image files (.jpeg, .jpg, .png, .webp), folders of them or tar archives",
     ]
-    bad_out = run_predict(["x.png", "--out", "table.txt"], workdir)
-    assert (
-        bad_out.returncode == 2
-        and "--out table.txt: the file name must end in .csv or .json" in bad_out.stderr
-    )
+    # in this process, through run_main as above: a second process would import torch again
+    with pytest.raises(SystemExit) as exited:
+        run_main(lambda: predict.main(["x.png", "--out", "table.txt"]))
+    assert exited.value.code == 2
+    assert "--out table.txt: the file name must end in .csv or .json" in capsys.readouterr().err
 
 
 def test_an_empty_file_and_a_refused_member_are_warned_of_and_a_compressed_archive_is_read(
