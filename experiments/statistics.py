@@ -50,9 +50,11 @@ def summary_row(optimizer: str, values: dict[str, float | None], runs: dict[int,
     return row
 
 
-def paired_comparison(better: str, worse: str, runs: dict[str, dict[int, dict]]) -> dict:
-    """Test-accuracy difference better - worse over the seeds both finished, with its 95% confidence
-    interval.
+def paired_comparison(
+    better: str, worse: str, runs: dict[str, dict[int, dict]], metric: str = "test_acc"
+) -> dict:
+    """Test-accuracy (or another metric's) difference better - worse over the seeds both finished,
+    with its 95% confidence interval.
 
     The same seed gives both optimizers the same initialisation, batches and augmentation, so the
     per-seed differences remove most of the seed-to-seed spread (a paired t interval).
@@ -62,7 +64,7 @@ def paired_comparison(better: str, worse: str, runs: dict[str, dict[int, dict]])
         for seed in runs[better]
         if runs[better][seed]["status"] == runs[worse][seed]["status"] == "ok"
     ]
-    differences = [runs[better][seed]["test_acc"] - runs[worse][seed]["test_acc"] for seed in seeds]
+    differences = [runs[better][seed][metric] - runs[worse][seed][metric] for seed in seeds]
     result = {"better": better, "worse": worse, "seeds": len(seeds)}
     if len(differences) < 2:
         return {**result, "difference": None, "ci95": None, "clear": False}

@@ -1,15 +1,23 @@
 """The benchmark's bookkeeping: the peak is an upper bound, results are named per machine, and
-reports/bench.md is what the bench/ files say. (Its timings are measured by make bench, never
-asserted here.)"""
+reports/bench.md is what the bench/ files say; tools.muon_precision's two kinds of run, and its
+report. (Timings are measured by make bench, never asserted here.)"""
 
 import json
 
 import numpy as np
+import torch
 
+from classifier import optim
 from classifier.data import load_split, save_split
+from classifier.models import build_model
+from classifier.optim import newton_schulz_fp32
 from tests.conftest import REPO
 from tools.bench import result_path, subset
 from tools.bench_report import REPORT, bench_report
+from tools.muon_precision import REPORT_JSON as MUON_JSON
+from tools.muon_precision import REPORT_MD as MUON_MD
+from tools.muon_precision import TORCH_BF16_TRAIN
+from tools.muon_precision import report as muon_report
 from tools.peaks import flops_per_cycle, peaks, share
 
 
@@ -64,3 +72,34 @@ def test_the_committed_report_is_what_the_bench_files_say():
     for path in (REPO / "bench").glob("*.json"):
         assert f"`{path.name}`" in (REPO / REPORT).read_text()
         json.loads(path.read_text())
+
+
+def test_the_muon_precision_runs_orthogonalise_in_fp32_and_as_torch_does(params, monkeypatch):
+    """tools.muon_precision's two kinds of run in fp32: the train stage as it is, and with the patch
+    of its script, after which no fp32 orthogonalisation is called (torch.optim.Muon's own bf16)."""
+    calls = []
+
+    def counted(grad, *args):
+        calls.append(grad.dtype)
+        return newton_schulz_fp32(grad, *args)
+
+    monkeypatch.setattr(optim, "newton_schulz_fp32", counted)
+    monkeypatch.setattr(optim, "orthogonalising_in", optim.orthogonalising_in)  # restored after
+    settings = {"lr": 0.1, "momentum": 0.6, "others": {"lr": 0.1, "momentum": 0.9}}
+    for patched in (False, True):
+        if patched:
+            exec(TORCH_BF16_TRAIN.replace("run_main(train.main)", ""), {})
+        model = build_model(params["model"], 3, 16)
+        optimizer = optim.build_optimizer("muon", {"muon": settings}, model, "fp32")
+        model(torch.randn(8, 3, 16, 16)).logsumexp(1).mean().backward()
+        calls.clear()
+        optimizer.step()
+        assert calls == ([] if patched else [torch.float32] * len(optimizer.filters))
+
+
+def test_the_committed_muon_precision_report_is_what_its_json_says():
+    result = json.loads((REPO / MUON_JSON).read_text())
+    assert (REPO / MUON_MD).read_text() == muon_report(result), (
+        "reports/muon-precision.md is out of date: run `python -m tools.muon_precision`"
+    )
+    assert {len(seeds) for seeds in result["runs"].values()} == {3}
