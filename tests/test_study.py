@@ -195,3 +195,10 @@ def test_a_shard_again_after_a_commit_of_no_stage_dep_trains_nothing(study):
     names = sorted(study["trained"][2])
     for name, log in queue_logs(repo, names).items():
         assert "Stage 'train' is cached - skipping run" in log and "Running stage" not in log, name
+    # and each run's results, restored, are those of the run before the commit, timing included
+    refs = run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], repo).split()
+    for name in names:
+        before, after = (ref for ref in refs if ref.endswith(f"/{name}"))
+        for path in ("metrics/evaluate.json", "metrics/timing.json"):
+            shown = [run(["git", "show", f"{ref}:{path}"], repo) for ref in (before, after)]
+            assert shown[0] == shown[1] and "{" in shown[0], (name, path)
