@@ -115,12 +115,11 @@ def pin_to_one_core() -> None:
     worker, and threads that share a core waste it waiting for each other: make test-fast spent
     far more CPU time so. (make test runs a worker more than cores: its end-to-end tests wait on
     DVC's queue, and their runs are the ones to spread.)"""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    if not hasattr(os, "sched_setaffinity") or not 1 < count <= len(os.sched_getaffinity(0)):
-        return
-    cores = sorted(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, {cores[int(worker.removeprefix("gw"))]})
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_setaffinity") else []
+    if 1 < count <= len(cores):
+        worker = int(os.environ["PYTEST_XDIST_WORKER"].removeprefix("gw"))
+        os.sched_setaffinity(0, {cores[worker]})
 
 
 pin_to_one_core()

@@ -58,11 +58,14 @@ NAIVE_STEPS = 12  # timed steps of the naive loop per measurement
 STAGES = ("prepare", "train", "evaluate", "plot")
 
 
-def copy_code(dest: Path) -> Path:
+def copy_code(dest: Path, prepared: Path | None = None) -> Path:
     """The code the stages and commands run, copied into a scratch folder where they run on other
-    params."""
+    params; with prepared, that folder linked in as data/prepared."""
     for folder in ("classifier", "stages", "commands"):
         shutil.copytree(Path(folder), dest / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    if prepared:
+        (dest / "data").mkdir()
+        os.symlink(prepared.resolve(), dest / "data/prepared")
     return dest
 
 
@@ -311,9 +314,7 @@ def processes_throughput(repo: Path) -> dict:
     (train.processes, DistributedDataParallel over gloo on the CPU), interleaved, median of 2."""
     results = {1: [], 2: []}
     with tempfile.TemporaryDirectory() as tmp:
-        scratch = copy_code(Path(tmp))
-        (scratch / "data").mkdir()
-        os.symlink((repo / "data/prepared").resolve(), scratch / "data/prepared")
+        scratch = copy_code(Path(tmp), repo / "data/prepared")
         params = load_params(repo / "params.yaml")
         for _ in range(2):
             for processes in results:
@@ -447,12 +448,10 @@ def reference_run(prepared: Path, script: Path, tmp: Path, precision: str) -> di
 def pipeline_run(repo: Path, prepared: Path, tmp: Path, precision: str) -> dict:
     """The train and evaluate stages with the committed params in the given precision, as `dvc
     repro` runs them, in a scratch copy."""
-    scratch = copy_code(tmp / "pipeline")
+    scratch = copy_code(tmp / "pipeline", prepared)
     params = load_params(repo / "params.yaml")
     params["compute"]["precision"] = precision
     (scratch / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (scratch / "data").mkdir()
-    os.symlink(prepared.resolve(), scratch / "data/prepared")
     for stage in ("train", "evaluate"):
         run_measured([sys.executable, "-m", f"stages.{stage}"], scratch)
     timing = json.loads((scratch / TIMING_METRICS).read_text())

@@ -11,7 +11,6 @@ test accuracy only reports.
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -48,10 +47,8 @@ ORTHOGONALISED_IN = {"fp32": ["-m", "stages.train"], "bf16": ["-c", TORCH_BF16_T
 def one_run(params: dict, orthogonalised_in: str, tmp: Path) -> dict:
     """The train and evaluate stages on these params in a scratch copy, Muon orthogonalising in
     orthogonalised_in; what they wrote."""
-    scratch = copy_code(tmp / f"{orthogonalised_in}-seed{params['seed']}")
+    scratch = copy_code(tmp / f"{orthogonalised_in}-seed{params['seed']}", Path("data/prepared"))
     (scratch / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (scratch / "data").mkdir()
-    os.symlink(Path("data/prepared").resolve(), scratch / "data/prepared")
     run_measured([sys.executable, *ORTHOGONALISED_IN[orthogonalised_in]], scratch)
     run_measured([sys.executable, "-m", "stages.evaluate"], scratch)
     trained = json.loads((scratch / TRAIN_METRICS).read_text())
