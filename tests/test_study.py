@@ -87,9 +87,11 @@ def test_bad_study_settings_are_named(params):
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> dict:
     """The tiny study of sgd (diverging at its own lr) and adam, split across two machines of a team
-    that share a Git and a DVC remote (machine 1 sgd, machine 2 adam, both at once), then collected
-    on machine 1: each machine's clone and the experiments it trained by its number, and what the
-    collection printed. Every test of the study reads these runs: no two pay for the same one."""
+    that share a Git and a DVC remote (machine 1 sgd, machine 2 adam, both at once). Then, at once,
+    machine 1 collects the study, and machine 2 commits a change to no stage's dependencies and runs
+    its shard again: each machine's clone, the experiments it trained by its number, and what the
+    collection and the shard again printed. Every test of the study reads these runs: no two pay
+    for the same one."""
     tmp_path = tmp_path_factory.mktemp("study")
     repo = tiny_study(tmp_path)
     dvc("remote", "add", "-d", "team", str(tmp_path / "dvc-remote"), cwd=repo)
@@ -102,26 +104,37 @@ def study(tmp_path_factory) -> dict:
     for machine in machines.values():
         run(["git", "clone", "-q", str(origin), str(machine)], tmp_path)
         dvc("pull", "-q", cwd=machine)
-    shards = {k: start_shard(machine, f"{k}/2") for k, machine in machines.items()}
+    shards = {k: start_study(machine, f"{k}/2") for k, machine in machines.items()}
     for k, optimizer in enumerate(["sgd", "adam"], start=1):
-        output = shards[k].communicate(timeout=600)[0]
-        assert shards[k].returncode == 0 and f"shard {k}/2 ran {optimizer};" in output, output
+        assert f"shard {k}/2 ran {optimizer};" in output_of(shards[k])
+    trained = {k: experiment_names(machine) for k, machine in machines.items()}
+    (machines[2] / "README.md").write_text("a README-only change\n")
+    run(["git", "add", "README.md"], machines[2])
+    run(["git", "commit", "-q", "-m", "README"], machines[2])
+    collection, again = start_study(machines[1]), start_study(machines[2], "2/2")
     return {
         "machines": machines,
-        "trained": {k: experiment_names(machine) for k, machine in machines.items()},
-        "collected": run([sys.executable, "-m", "experiments.study"], machines[1]),
+        "trained": trained,
+        "collected": output_of(collection),
+        "again": output_of(again),
     }
 
 
-def start_shard(machine: Path, shard: str) -> subprocess.Popen:
+def start_study(machine: Path, shard: str | None = None) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "experiments.study", "--shard", shard],
+        [sys.executable, "-m", "experiments.study", *(["--shard", shard] if shard else [])],
         cwd=machine,
         env=ENV,
         text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+
+
+def output_of(process: subprocess.Popen) -> str:
+    output = process.communicate(timeout=600)[0]
+    assert process.returncode == 0, output
+    return output
 
 
 def experiment_names(repo: Path) -> set[str]:
@@ -186,12 +199,7 @@ def test_a_shard_again_after_a_commit_of_no_stage_dep_trains_nothing(study):
     restores every run that finished there; none trains. (Only there: `dvc exp push` sends no
     stage's Git-tracked outputs, so another machine's run cache misses them: docs/scale.md.)"""
     repo = study["machines"][2]
-    (repo / "README.md").write_text("a README-only change\n")
-    run(["git", "add", "README.md"], repo)
-    run(["git", "commit", "-q", "-m", "README"], repo)
-    shard = start_shard(repo, "2/2")
-    output = shard.communicate(timeout=600)[0]
-    assert shard.returncode == 0, output
+    assert "shard 2/2 ran adam;" in study["again"]
     names = sorted(study["trained"][2])
     for name, log in queue_logs(repo, names).items():
         assert "Stage 'train' is cached - skipping run" in log and "Running stage" not in log, name
