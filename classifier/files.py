@@ -11,9 +11,8 @@ from pathlib import Path
 # and figures.
 PREPARED_DIR = Path("data/prepared")
 MODEL_FILE = Path("models/model.pt")
-# DVCLive's folder: it rewrites metrics.json there after every epoch
-LIVE_DIR = Path("metrics/train")
-TRAIN_METRICS = LIVE_DIR / "metrics.json"
+# rewritten after every epoch
+TRAIN_METRICS = Path("metrics/train/metrics.json")
 TIMING_METRICS = Path("metrics/timing.json")
 HISTORY_CSV = Path("plots/train/history.csv")
 EVALUATE_METRICS = Path("metrics/evaluate.json")

@@ -1,7 +1,7 @@
 """Stage train: build the model and optimizer from params, train, validate after every epoch.
 
-Outputs: models/model.pt, metrics/train/metrics.json (written by DVCLive after every epoch, so `dvc
-exp show` shows a running experiment's progress), plots/train/history.csv (also rewritten every
+Outputs: models/model.pt, metrics/train/metrics.json (rewritten after every epoch, so `dvc exp
+show` shows a running experiment's progress), plots/train/history.csv (also rewritten every
 epoch, for live plots), metrics/timing.json. After every epoch the whole training state goes to
 checkpoints/train.pt (not an output); with `train.resume: true` an interrupted run continues from
 there and ends with the same weights, bit for bit.
@@ -11,7 +11,6 @@ import sys
 import time
 
 import torch
-from dvclive import Live
 from tqdm import tqdm
 
 from classifier import distributed
@@ -20,7 +19,6 @@ from classifier.errors import run_main
 from classifier.evaluation import loss_and_accuracy, predict_logits
 from classifier.files import (
     HISTORY_CSV,
-    LIVE_DIR,
     MODEL_FILE,
     RESUME_FILE,
     TIMING_METRICS,
@@ -44,24 +42,22 @@ from classifier.training import (
 )
 
 
-def log_epoch(live: Live | None, history: list[dict], train_flops: float) -> None:
-    """The headline training metrics so far; DVCLive rewrites metrics/train/metrics.json with
-    them."""
-    if live is None:  # not the process that writes
-        return
+def log_epoch(history: list[dict], train_flops: float) -> None:
+    """The headline training metrics so far, in metrics/train/metrics.json."""
     last = history[-1]
-    live.step = last["epoch"]
-    live.log_metric("best_val_acc", max(row["val_acc"] for row in history), plot=False)
-    live.log_metric("train_pflop", float(f"{train_flops / 1e15:.4g}"), plot=False)
-    live.log_metric("val_acc", last["val_acc"], plot=False)
-    live.log_metric("train_val_gap", round(last["train_acc"] - last["val_acc"], 5), plot=False)
-    live.next_step()
+    metrics = {
+        "best_val_acc": max(row["val_acc"] for row in history),
+        "train_pflop": float(f"{train_flops / 1e15:.4g}"),
+        "val_acc": last["val_acc"],
+        "train_val_gap": round(last["train_acc"] - last["val_acc"], 5),
+        "step": last["epoch"],
+    }
+    write_json(TRAIN_METRICS, metrics)
 
 
 def train(
     run: Run,
     val_split: tuple,
-    live: Live | None,
     key: str,
     history: list[dict],
     train_flops: float,
@@ -108,7 +104,7 @@ def train(
             }
         )
         write_csv(HISTORY_CSV, history)
-        log_epoch(live, history, train_flops)
+        log_epoch(history, train_flops)
         save_state(run, epoch + 1, history, train_flops, key, rng_states)
         tqdm.write(
             f"epoch {epoch + 1:3d}/{epochs}  train loss {train_loss:.4f} acc {train_acc:.4f}  "
@@ -141,7 +137,7 @@ def whole_run_bar(run: Run, epochs: range) -> tqdm:
     )
 
 
-def resumed(run: Run, key: str, live: Live | None) -> tuple[list[dict], float]:
+def resumed(run: Run, key: str) -> tuple[list[dict], float]:
     """The history and compute of the epochs an interrupted run finished, the run put back where it
     stopped."""
     state = load_state(key)
@@ -150,7 +146,7 @@ def resumed(run: Run, key: str, live: Live | None) -> tuple[list[dict], float]:
     restore(run, state)
     if distributed.is_main():
         write_csv(HISTORY_CSV, state["history"])
-        log_epoch(live, state["history"], state["train_flops"])
+        log_epoch(state["history"], state["train_flops"])
     return state["history"], state["train_flops"]
 
 
@@ -184,25 +180,18 @@ def main() -> None:
     check_fits(params, train_split[0], train_split[2])
     if params["train"]["processes"] > 1 and not distributed.launched():
         sys.exit(distributed.launch(params["train"]["processes"], "stages.train"))
-    # dvcyaml=None: dvc.yaml is ours and already declares these files; no report, no experiment of
-    # its own
-    live = (
-        Live(str(LIVE_DIR), dvcyaml=None, save_dvc_exp=False, report=None)
-        if distributed.is_main()
-        else None
-    )
     try:
         run = start_run(params, *train_split)
         if distributed.is_main():
             print(banner(params, run, len(train_split[0]), len(val_split[0])), flush=True)
         key = fingerprint(params, [train_split, val_split])
-        history, train_flops = resumed(run, key, live) if params["train"]["resume"] else ([], 0.0)
+        history, train_flops = resumed(run, key) if params["train"]["resume"] else ([], 0.0)
         first_epoch = len(history)
         # the bar counts the FLOPs before the clock starts, as the benchmark's reference does; it is
         # closed on an error too, before the error's message
         with whole_run_bar(run, range(first_epoch, params["train"]["epochs"])) as progress:
             started = time.perf_counter()
-            train(run, val_split, live, key, history, train_flops, progress)
+            train(run, val_split, key, history, train_flops, progress)
         seconds = time.perf_counter() - started
         if distributed.is_main():
             save_checkpoint(
@@ -221,8 +210,7 @@ def main() -> None:
                 path.unlink(missing_ok=True)
         raise
     distributed.finish()
-    if live is not None:
-        live.end()
+    if distributed.is_main():
         write_json(TIMING_METRICS, timing(run, seconds, params["train"]["epochs"] - first_epoch))
 
 
