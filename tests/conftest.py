@@ -16,6 +16,7 @@ import yaml
 from PIL import Image
 from sklearn.datasets import load_digits
 
+from classifier.errors import run_main
 from classifier.params import load_params
 from experiments.gitdvc import run_command
 from experiments.queue import newest_task, queue_status
@@ -148,6 +149,20 @@ def pytest_collection_modifyitems(items):
         )
 
     items.sort(key=rank)
+
+
+def fails_in_process(main, capsys) -> str:
+    """Run a main that must fail, in this process, through run_main as `python -m` runs it (a
+    process per case would import torch again, seconds each); its one stderr line. An exception
+    other than the user's error fails the test with its traceback."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        run_main(main)
+    stderr = capsys.readouterr().err
+    lines = stderr.strip().splitlines()
+    assert exited.value.code == 2, stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    return lines[0]
 
 
 def tiny_params(raw: str = "data/raw/cifar10") -> dict:

@@ -27,27 +27,26 @@ OUTPUTS = [
 pytestmark = pytest.mark.processes
 
 
-def train(workdir, params, seed=0, **train_params) -> list[dict]:
-    """The train stage as dvc repro runs it, with this seed and these train params; the history it
-    wrote."""
+def train(workdir, params, seed=0, in_process=False, **train_params) -> list[dict]:
+    """The train stage as dvc repro runs it (or in this process: a process imports torch again,
+    seconds each), with this seed and these train params; the history it wrote."""
     params["seed"] = seed
     params["train"].update(train_params)
     write_params(workdir, params)
-    process = start_stage(workdir, "train", stderr=subprocess.PIPE, text=True)
-    _, stderr = process.communicate(timeout=600)
-    assert process.returncode == 0, stderr[-3000:]
+    if in_process:
+        stage_train.main()
+    else:
+        process = start_stage(workdir, "train", stderr=subprocess.PIPE, text=True)
+        _, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, stderr[-3000:]
     return read_history(workdir / "plots/train/history.csv")
 
 
 def test_two_processes_write_what_one_writes_and_learn_as_well(workdir, params):
     prepare.main()
-    one = []
-    for seed in (0, 1, 2):  # in this process: each process would import torch again, seconds each
-        params["seed"] = seed
-        params["train"]["epochs"] = 3
-        write_params(workdir, params)
-        stage_train.main()
-        one.append(read_history(workdir / "plots/train/history.csv")[-1]["val_acc"])
+    one = [
+        train(workdir, params, seed, in_process=True, epochs=3)[-1]["val_acc"] for seed in (0, 1, 2)
+    ]
     for path in OUTPUTS:
         (workdir / path).unlink()
     two = train(workdir, params, epochs=3, seed=0, processes=2)

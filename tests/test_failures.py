@@ -17,13 +17,13 @@ import pytest
 import torch
 import yaml
 
-from classifier.errors import run_main
 from classifier.params import load_params
 from stages import prepare, train
 from tests.conftest import (
     ENV,
     REPO,
     dvc,
+    fails_in_process,
     make_dvc_repo,
     make_image_folder,
     start_paused_train,
@@ -44,18 +44,10 @@ def fails_as_process(workdir, stage: str) -> str:
 
 
 def fails(stage: str, capsys) -> str:
-    """Run a stage that must fail in this process, in the working directory, through run_main as
-    `python -m stages.<stage>` runs it (a process per case would import torch again, seconds each:
-    test_a_mistyped_key_is_not_ignored runs a stage as a process too); its one stderr line. An
-    exception other than the user's error fails the test with its traceback."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exited:
-        run_main(importlib.import_module(f"stages.{stage}").main)
-    stderr = capsys.readouterr().err
-    lines = stderr.strip().splitlines()
-    assert exited.value.code == 2, stderr
-    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
-    return lines[0]
+    """Run a stage that must fail in this process, in the working directory, as `python -m
+    stages.<stage>` runs it (test_a_mistyped_key_is_not_ignored runs a stage as a process too); its
+    one stderr line."""
+    return fails_in_process(importlib.import_module(f"stages.{stage}").main, capsys)
 
 
 # ------------------------------------------------------------ params.yaml

@@ -1,6 +1,6 @@
 import pytest
 
-from classifier.errors import UserError, run_main
+from classifier.errors import UserError
 from classifier.params import (
     check_data,
     check_eval,
@@ -11,7 +11,7 @@ from classifier.params import (
     parse_params,
 )
 from stages import train
-from tests.conftest import REPO, write_params
+from tests.conftest import REPO, fails_in_process, write_params
 
 
 def test_repository_params_are_valid(workdir, params):
@@ -145,13 +145,10 @@ def test_missing_key_is_named(params):
 def test_stage_reports_one_line_and_writes_nothing(workdir, params, capsys):
     params["optimizer"] = "adamax"
     write_params(workdir, params)
-    with pytest.raises(SystemExit) as exited:  # as `python -m stages.train` runs it
-        run_main(train.main)
-    assert exited.value.code == 2
-    assert capsys.readouterr().err.strip().splitlines() == [
+    assert fails_in_process(train.main, capsys) == (
         "error: params.yaml: 'optimizer' is 'adamax'; allowed: sgd | nesterov | adam | adamw | "
         "rmsprop | adagrad | nadam | muon"
-    ]
+    )
     assert not (workdir / "models").exists() and not (workdir / "metrics").exists()
 
 

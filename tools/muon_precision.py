@@ -11,7 +11,6 @@ test accuracy only reports.
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -23,8 +22,8 @@ from classifier.errors import UserError, run_main
 from classifier.files import EVALUATE_METRICS, TIMING_METRICS, TRAIN_METRICS, write_json
 from classifier.params import load_params
 from experiments.queue import load_settings, with_changes
-from experiments.report import markdown_table
-from experiments.statistics import paired_comparison
+from experiments.report import markdown_table, mean_std
+from experiments.statistics import paired_comparison, spread
 from experiments.study import STUDY_FILE, check_study
 from tools.bench import copy_code, machine, run_measured
 
@@ -41,6 +40,7 @@ from stages import train
 optim.orthogonalising_in = lambda precision: contextlib.nullcontext()
 run_main(train.main)
 """
+KEYS = ("val_acc", "test_acc", "train_pflop", "train_seconds")  # what one_run returns
 ORTHOGONALISED_IN = {"fp32": ["-m", "stages.train"], "bf16": ["-c", TORCH_BF16_TRAIN]}
 
 
@@ -84,25 +84,22 @@ def measure() -> dict:
     }
 
 
-def mean_sd(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
-    mean, sd = statistics.mean(values) * scale, statistics.stdev(values) * scale
-    return f"{mean:.{digits}f} ± {sd:.{digits}f}"
-
-
 def report(result: dict) -> str:
     """reports/muon-precision.md, written whole from its JSON."""
     runs = result["runs"]
-    rows = [
-        [
-            orthogonalised_in,
-            len(seeds),
-            mean_sd([run["val_acc"] for run in seeds.values()], 100),
-            mean_sd([run["test_acc"] for run in seeds.values()], 100),
-            mean_sd([run["train_pflop"] for run in seeds.values()], digits=4),
-            mean_sd([run["train_seconds"] for run in seeds.values()], digits=0),
-        ]
-        for orthogonalised_in, seeds in runs.items()
-    ]
+    rows = []
+    for orthogonalised_in, seeds in runs.items():
+        row = {key: spread([run[key] for run in seeds.values()]) for key in KEYS}
+        rows.append(
+            [
+                orthogonalised_in,
+                len(seeds),
+                mean_std(row, "val_acc", 2, 100),
+                mean_std(row, "test_acc", 2, 100),
+                mean_std(row, "train_pflop", 4),
+                mean_std(row, "train_seconds", 0),
+            ]
+        )
     paired = [
         runs["fp32"][seed]["val_acc"] - runs["bf16"][seed]["val_acc"] for seed in runs["fp32"]
     ]
